@@ -1,0 +1,63 @@
+// The example API: items kept in memory, every read and write guarded by fastify-precondition.
+// `buildApp()` is what the tests use; `api.js` starts it on a port.
+import Fastify from 'fastify'
+import fastifyPrecondition, { strongEtag } from 'fastify-precondition'
+
+export async function buildApp (options = {}) {
+  const app = Fastify({ logger: options.logger ?? false })
+  await app.register(fastifyPrecondition, options.precondition)
+
+  // id -> { body: Buffer of the JSON representation, etag, lastModified }
+  const items = new Map()
+  function store (id, item, lastModified = new Date()) {
+    const body = Buffer.from(JSON.stringify({ id, ...item }))
+    items.set(id, { body, etag: strongEtag(body), lastModified })
+  }
+  store('1', { name: 'first item', count: 0 }, new Date('2026-01-01T00:00:00Z'))
+
+  // One function serves reads and writes, so the tags a GET hands out are the ones a PUT checks.
+  const validators = (request) => items.get(request.params.id) ?? null
+
+  const itemSchema = {
+    type: 'object',
+    properties: { name: { type: 'string' }, count: { type: 'integer' } },
+    additionalProperties: false
+  }
+  const params = { type: 'object', properties: { id: { type: 'string' } }, required: ['id'] }
+
+  app.get('/items/:id', { schema: { params }, concurrency: { validators } }, async (request, reply) => {
+    const item = items.get(request.params.id)
+    if (item === undefined) return reply.code(404).send({ message: 'no such item' })
+    return reply.type('application/json').send(item.body)
+  })
+
+  // PUT replaces, and also creates: with If-None-Match: * it only creates.
+  app.put('/items/:id', {
+    schema: { params, body: { ...itemSchema, required: ['name'] } },
+    concurrency: { require: ['if-match', 'if-none-match'], validators }
+  }, async (request, reply) => {
+    const created = !items.has(request.params.id)
+    store(request.params.id, request.body)
+    return reply.code(created ? 201 : 200).type('application/json').send(items.get(request.params.id).body)
+  })
+
+  app.patch('/items/:id', {
+    schema: { params, body: itemSchema },
+    concurrency: { require: 'if-match', validators }
+  }, async (request, reply) => {
+    const item = items.get(request.params.id)
+    if (item === undefined) return reply.code(404).send({ message: 'no such item' })
+    store(request.params.id, { ...JSON.parse(item.body), ...request.body })
+    return reply.type('application/json').send(items.get(request.params.id).body)
+  })
+
+  app.delete('/items/:id', {
+    schema: { params },
+    concurrency: { require: 'if-match', validators }
+  }, async (request, reply) => {
+    if (!items.delete(request.params.id)) return reply.code(404).send({ message: 'no such item' })
+    return reply.code(204).send()
+  })
+
+  return app
+}

@@ -1,0 +1,52 @@
+import createError from '@fastify/error'
+
+// Registration errors: one code per option, so the code alone names what to fix.
+const OPTION_CODES = {
+  concurrency: 'FST_PRECONDITION_INVALID_CONCURRENCY',
+  require: 'FST_PRECONDITION_INVALID_REQUIRE',
+  validators: 'FST_PRECONDITION_INVALID_VALIDATORS',
+  stage: 'FST_PRECONDITION_INVALID_STAGE',
+  key: 'FST_PRECONDITION_INVALID_KEY',
+  lock: 'FST_PRECONDITION_INVALID_LOCK',
+  lockStore: 'FST_PRECONDITION_INVALID_LOCK_STORE',
+  lockTimeout: 'FST_PRECONDITION_INVALID_LOCK_TIMEOUT',
+  retryAfter: 'FST_PRECONDITION_INVALID_RETRY_AFTER',
+  exposeEtag: 'FST_PRECONDITION_INVALID_EXPOSE_ETAG',
+  problemTypeBase: 'FST_PRECONDITION_INVALID_PROBLEM_TYPE_BASE',
+  messages: 'FST_PRECONDITION_INVALID_MESSAGES',
+  documentRoutes: 'FST_PRECONDITION_INVALID_DOCUMENT_ROUTES'
+} as const
+
+export type OptionName = keyof typeof OPTION_CODES
+
+function optionError (code: string) {
+  return createError<string, [string]>(code, '%s', 500, TypeError)
+}
+
+const optionErrors = Object.fromEntries(
+  Object.entries(OPTION_CODES).map(([name, code]) => [name, optionError(code)])
+) as Record<OptionName, ReturnType<typeof optionError>>
+
+/** The error thrown at registration or route declaration for a bad option value. */
+export function invalidOption (name: OptionName, message: string): Error & { code: string } {
+  return new optionErrors[name](message)
+}
+
+/** Codes of the problems the plugin answers with, as the `code` member of the body. */
+export const ProblemCode = {
+  PRECONDITION_REQUIRED: 'FST_PRECONDITION_REQUIRED',
+  PRECONDITION_FAILED: 'FST_PRECONDITION_FAILED',
+  LOCK_TIMEOUT: 'FST_PRECONDITION_LOCK_TIMEOUT',
+  LOCK_UNAVAILABLE: 'FST_PRECONDITION_LOCK_UNAVAILABLE'
+} as const
+
+/** A lock store throws (or rejects with) this when a key stayed held past the wait limit. */
+export const LockTimeoutError = createError(ProblemCode.LOCK_TIMEOUT,
+  'Timed out after %s ms waiting for the lock on "%s"', 503)
+
+/**
+ * A lock store throws this when it cannot reach its backend. Any other error from a store is
+ * treated the same way: the request fails closed with 503 and the handler never runs.
+ */
+export const LockUnavailableError = createError(ProblemCode.LOCK_UNAVAILABLE,
+  'The lock store is unavailable: %s', 503)

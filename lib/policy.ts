@@ -1,0 +1,80 @@
+// The route option `concurrency`, checked once when the route is declared and turned into the
+// fixed policy the hooks read. Nothing here runs per request.
+import type { FastifyRequest } from 'fastify'
+import { invalidOption } from './errors.js'
+import type { Validators } from './evaluate.js'
+
+/** The precondition header fields a route can demand with `require`. */
+export type RequirableHeader = 'if-match' | 'if-unmodified-since' | 'if-none-match'
+
+/** The route option `concurrency`. */
+export interface ConcurrencyOptions<Request = FastifyRequest> {
+  /**
+   * On unsafe methods, answer 428 unless at least one of these headers is present and usable
+   * (an unparsable date does not count). Checked in onRequest, before the body is read.
+   */
+  require?: RequirableHeader | RequirableHeader[]
+  /** The current selected representation's validators, or null when none exists. */
+  validators?: (request: Request) => Validators | null | Promise<Validators | null>
+  /** Where validators are read and preconditions evaluated. Default `'preHandler'`. */
+  stage?: 'preHandler' | 'onRequest'
+  /** The resource key writes are serialised by. Default: the request path without query. */
+  key?: (request: Request) => string
+  /** Hold a per-key lock from evaluation until the response has finished. Default: true when `validators` is set. */
+  lock?: boolean
+}
+
+export interface Policy {
+  required: RequirableHeader[] | null
+  validators: ((request: FastifyRequest) => Validators | null | Promise<Validators | null>) | null
+  stage: 'preHandler' | 'onRequest'
+  key: ((request: FastifyRequest) => string) | null
+  lock: boolean
+}
+
+const KEYS = new Set(['require', 'validators', 'stage', 'key', 'lock'])
+const REQUIRABLE = new Set<string>(['if-match', 'if-unmodified-since', 'if-none-match'])
+
+/** Validates a route's `concurrency` option; throws an `FST_PRECONDITION_INVALID_…` error. */
+export function toPolicy (option: unknown, route: string): Policy {
+  if (typeof option !== 'object' || option === null || Array.isArray(option)) {
+    throw invalidOption('concurrency', `${route}: concurrency must be an object with any of ${[...KEYS].join(', ')}`)
+  }
+  for (const name of Object.keys(option)) {
+    if (!KEYS.has(name)) {
+      throw invalidOption('concurrency', `${route}: concurrency.${name} is not an option; known: ${[...KEYS].join(', ')}`)
+    }
+  }
+  const { require, validators, stage, key, lock } = option as ConcurrencyOptions
+
+  let required: RequirableHeader[] | null = null
+  if (require !== undefined) {
+    const list = Array.isArray(require) ? require : [require]
+    if (list.length === 0 || !list.every((name) => typeof name === 'string' && REQUIRABLE.has(name))) {
+      throw invalidOption('require', `${route}: concurrency.require must be 'if-match', 'if-unmodified-since' or 'if-none-match', or a non-empty array of them; got ${JSON.stringify(require)}`)
+    }
+    required = [...new Set(list)]
+  }
+  if (validators !== undefined && typeof validators !== 'function') {
+    throw invalidOption('validators', `${route}: concurrency.validators must be a function (request) => ({ etag, lastModified }) | null`)
+  }
+  if (stage !== undefined && stage !== 'preHandler' && stage !== 'onRequest') {
+    throw invalidOption('stage', `${route}: concurrency.stage must be 'preHandler' or 'onRequest'; got ${JSON.stringify(stage)}`)
+  }
+  if (key !== undefined && typeof key !== 'function') {
+    throw invalidOption('key', `${route}: concurrency.key must be a function (request) => string`)
+  }
+  if (lock !== undefined && typeof lock !== 'boolean') {
+    throw invalidOption('lock', `${route}: concurrency.lock must be a boolean; got ${JSON.stringify(lock)}`)
+  }
+  if (required === null && validators === undefined && lock !== true) {
+    throw invalidOption('concurrency', `${route}: concurrency needs at least one of require, validators or lock: true`)
+  }
+  return {
+    required,
+    validators: (validators ?? null) as Policy['validators'],
+    stage: stage ?? 'preHandler',
+    key: (key ?? null) as Policy['key'],
+    lock: lock ?? validators !== undefined
+  }
+}

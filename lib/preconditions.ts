@@ -1,0 +1,66 @@
+import { parseEntityTags, type EntityTagCondition } from './entity-tag.js'
+import type { ConditionalHeaders } from './evaluate.js'
+import { parseHttpDate } from './http-date.js'
+import type { RequirableHeader } from './policy.js'
+
+/** The conditional request headers, parsed; what `request.preconditions` returns. */
+export interface Preconditions {
+  /** `'*'`, the valid tags (maybe none, when all were malformed), or null when absent. */
+  ifMatch: EntityTagCondition | null
+  ifNoneMatch: EntityTagCondition | null
+  /** null when absent or not a valid HTTP-date. */
+  ifModifiedSince: Date | null
+  ifUnmodifiedSince: Date | null
+  /** An entity-tag or a date, or null when absent or invalid. */
+  ifRange: { etag: string } | { date: Date } | null
+}
+
+function single (value: string | string[] | undefined): string | undefined {
+  return typeof value === 'string' || value === undefined ? value : value.join(', ')
+}
+
+function date (value: string | undefined): Date | null {
+  if (value === undefined) return null
+  const seconds = parseHttpDate(value)
+  return !Number.isNaN(seconds) ? new Date(seconds * 1000) : null
+}
+
+export function parsePreconditions (headers: ConditionalHeaders): Preconditions {
+  const ifMatch = single(headers['if-match'])
+  const ifNoneMatch = single(headers['if-none-match'])
+  const ifRange = single(headers['if-range'])?.trim()
+  let range: Preconditions['ifRange'] = null
+  if (ifRange !== undefined) {
+    if (ifRange.startsWith('"') || ifRange.startsWith('W/"')) {
+      const tags = parseEntityTags(ifRange)
+      if (tags !== '*' && tags.length === 1) range = { etag: tags[0] }
+    } else {
+      const when = date(ifRange)
+      if (when !== null) range = { date: when }
+    }
+  }
+  return {
+    ifMatch: ifMatch === undefined ? null : parseEntityTags(ifMatch),
+    ifNoneMatch: ifNoneMatch === undefined ? null : parseEntityTags(ifNoneMatch),
+    ifModifiedSince: date(single(headers['if-modified-since'])),
+    ifUnmodifiedSince: date(single(headers['if-unmodified-since'])),
+    ifRange: range
+  }
+}
+
+/**
+ * True when the request carries one of the required headers in a usable form: an entity-tag
+ * header counts when present (a malformed one is then answered 412 by evaluation, never
+ * ignored); a date header only when it is a valid HTTP-date.
+ */
+export function hasUsablePrecondition (headers: ConditionalHeaders, required: RequirableHeader[]): boolean {
+  for (let i = 0; i < required.length; i++) {
+    const name = required[i]
+    const value = headers[name]
+    if (value === undefined) continue
+    if (name !== 'if-unmodified-since') return true
+    const seconds = parseHttpDate(single(value) as string)
+    if (!Number.isNaN(seconds)) return true
+  }
+  return false
+}

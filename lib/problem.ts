@@ -1,0 +1,186 @@
+// RFC 9457 problem details for the answers the plugin gives itself: 412, 428 and 503.
+// The bodies are assembled from strings prepared at registration, and sent as strings, so
+// neither a route's response schema nor the app's error handler can rewrite them, and the
+// request path pays for one JSON.stringify of the path and nothing else.
+import { Type, type Static } from 'typebox'
+import type { FastifyReply } from 'fastify'
+import { invalidOption, ProblemCode } from './errors.js'
+import { Outcome } from './evaluate.js'
+
+/** The TypeBox schema of every problem body the plugin sends. */
+export const ProblemDetailsSchema = Type.Object({
+  type: Type.String({ description: 'A URI identifying the problem type; about:blank unless the app set a base' }),
+  title: Type.String({ description: 'A short summary of the problem type' }),
+  status: Type.Integer({ description: 'The HTTP status code of this response' }),
+  detail: Type.String({ description: 'What went wrong for this request, and what to do about it' }),
+  instance: Type.String({ description: 'The request path' }),
+  code: Type.String({ description: 'The plugin\'s error code, e.g. FST_PRECONDITION_FAILED' }),
+  required: Type.Optional(Type.Array(Type.String(), { description: '428 only: the header fields, any one of which satisfies the route' })),
+  etag: Type.Optional(Type.String({ description: '412 only: the current entity-tag of the resource' }))
+}, { $id: 'PreconditionProblemDetails', additionalProperties: true })
+
+export type ProblemDetails = Static<typeof ProblemDetailsSchema>
+
+export const PROBLEM_CONTENT_TYPE = 'application/problem+json; charset=utf-8'
+
+/** Texts of the problem bodies. `{headers}` in `preconditionRequired` is the list of header names. */
+export interface ProblemMessages {
+  titles: { 412: string, 428: string, 503: string }
+  details: {
+    preconditionRequired: string
+    ifMatchMismatch: string
+    ifMatchWeak: string
+    ifMatchInvalid: string
+    ifMatchNone: string
+    ifUnmodifiedSince: string
+    ifNoneMatch: string
+    ifNoneMatchInvalid: string
+    lockTimeout: string
+    lockUnavailable: string
+  }
+}
+
+export interface ProblemMessagesOption {
+  titles?: Partial<ProblemMessages['titles']>
+  details?: Partial<ProblemMessages['details']>
+}
+
+export const defaultMessages: ProblemMessages = {
+  titles: { 412: 'Precondition Failed', 428: 'Precondition Required', 503: 'Service Unavailable' },
+  details: {
+    preconditionRequired: 'This request must be conditional: send {headers}. GET the resource first and copy its ETag (or Last-Modified) response header into the request, so a change made since then is not overwritten.',
+    ifMatchMismatch: 'If-Match does not match the current ETag of the resource: it was changed since you read it. GET it again, reapply your change, and retry with the new ETag.',
+    ifMatchWeak: 'If-Match uses strong comparison, and a weak entity-tag (W/"...") can never satisfy it. Send the strong ETag of the current representation.',
+    ifMatchInvalid: 'If-Match holds no valid entity-tag. Send the ETag exactly as the server gave it, in double quotes (If-Match: "abc"), or * for any current representation.',
+    ifMatchNone: 'If-Match requires a current representation, and this resource has none. Create it without If-Match, or with If-None-Match: *.',
+    ifUnmodifiedSince: 'The resource was modified after the If-Unmodified-Since date. GET it again, reapply your change, and retry with its new Last-Modified date.',
+    ifNoneMatch: 'If-None-Match matched a current representation of the resource. With If-None-Match: * the request only creates, and the resource already exists.',
+    ifNoneMatchInvalid: 'If-None-Match holds no valid entity-tag. Send quoted entity-tags (If-None-Match: "abc") or * to create only when the resource does not exist.',
+    lockTimeout: 'Another write to this resource is in progress and did not finish in time. Retry after the Retry-After delay.',
+    lockUnavailable: 'The lock that makes this write safe could not be taken, so the write was not attempted. Retry after the Retry-After delay.'
+  }
+}
+
+const OUTCOME_DETAIL: Record<number, keyof ProblemMessages['details']> = {
+  [Outcome.IF_MATCH_MISMATCH]: 'ifMatchMismatch',
+  [Outcome.IF_MATCH_WEAK]: 'ifMatchWeak',
+  [Outcome.IF_MATCH_INVALID]: 'ifMatchInvalid',
+  [Outcome.IF_MATCH_NONE]: 'ifMatchNone',
+  [Outcome.IF_UNMODIFIED_SINCE]: 'ifUnmodifiedSince',
+  [Outcome.IF_NONE_MATCH]: 'ifNoneMatch',
+  [Outcome.IF_NONE_MATCH_INVALID]: 'ifNoneMatchInvalid'
+}
+
+const SLUGS: Record<string, string> = {
+  [ProblemCode.PRECONDITION_REQUIRED]: 'precondition-required',
+  [ProblemCode.PRECONDITION_FAILED]: 'precondition-failed',
+  [ProblemCode.LOCK_TIMEOUT]: 'lock-timeout',
+  [ProblemCode.LOCK_UNAVAILABLE]: 'lock-unavailable'
+}
+
+export interface ProblemOptions {
+  problemTypeBase?: string
+  messages?: ProblemMessagesOption
+  exposeEtag?: boolean
+  retryAfter?: number
+}
+
+/** The path part of a request URL: the problem's `instance`. */
+export function requestPath (url: string): string {
+  const query = url.indexOf('?')
+  return query === -1 ? url : url.slice(0, query)
+}
+
+/**
+ * Sends the plugin's problems. Built once per plugin registration: every body's fixed head
+ * (type, title, status, detail) is a ready string.
+ */
+export class ProblemWriter {
+  readonly messages: ProblemMessages
+  readonly exposeEtag: boolean
+  private readonly typeBase: string | undefined
+  private readonly retryAfter: string
+  private readonly failedHeads: string[] = []
+  private readonly failedTail: string
+  private readonly lockHeads: Record<string, string>
+
+  constructor (options: ProblemOptions) {
+    this.messages = mergeMessages(options.messages)
+    this.exposeEtag = options.exposeEtag ?? true
+    this.typeBase = options.problemTypeBase
+    this.retryAfter = String(options.retryAfter ?? 1)
+    for (const [outcome, key] of Object.entries(OUTCOME_DETAIL)) {
+      this.failedHeads[Number(outcome)] = this.head(ProblemCode.PRECONDITION_FAILED, 412, this.messages.details[key])
+    }
+    this.failedTail = ',"code":"' + ProblemCode.PRECONDITION_FAILED + '"'
+    this.lockHeads = {
+      [ProblemCode.LOCK_TIMEOUT]: this.head(ProblemCode.LOCK_TIMEOUT, 503, this.messages.details.lockTimeout),
+      [ProblemCode.LOCK_UNAVAILABLE]: this.head(ProblemCode.LOCK_UNAVAILABLE, 503, this.messages.details.lockUnavailable)
+    }
+  }
+
+  private head (code: string, status: 412 | 428 | 503, detail: string): string {
+    const type = this.typeBase === undefined ? 'about:blank' : this.typeBase + SLUGS[code]
+    return '{"type":' + JSON.stringify(type) + ',"title":' + JSON.stringify(this.messages.titles[status]) +
+      ',"status":' + status + ',"detail":' + JSON.stringify(detail) + ',"instance":'
+  }
+
+  /** A route's 428 body, around the path: [head, tail]. Built when the route is declared. */
+  required (headers: string[]): [string, string] {
+    const names = headers.map(canonicalHeaderName)
+    const list = names.length === 1 ? names[0] : names.slice(0, -1).join(', ') + ' or ' + names[names.length - 1]
+    const head = this.head(ProblemCode.PRECONDITION_REQUIRED, 428, this.messages.details.preconditionRequired.replaceAll('{headers}', list))
+    return [head, ',"code":"' + ProblemCode.PRECONDITION_REQUIRED + '","required":' + JSON.stringify(names) + '}']
+  }
+
+  sendRequired (reply: FastifyReply, body: [string, string], url: string): void {
+    reply.code(428).header('content-type', PROBLEM_CONTENT_TYPE)
+      .send(body[0] + JSON.stringify(requestPath(url)) + body[1])
+  }
+
+  /** 412 for an evaluation outcome; `etag` is the current tag, if any. */
+  sendFailed (reply: FastifyReply, outcome: number, url: string, etag: string | undefined): void {
+    let body = this.failedHeads[outcome] + JSON.stringify(requestPath(url)) + this.failedTail
+    if (etag !== undefined && this.exposeEtag) {
+      body += ',"etag":' + JSON.stringify(etag)
+      reply.header('etag', etag)
+    }
+    reply.code(412).header('content-type', PROBLEM_CONTENT_TYPE).send(body + '}')
+  }
+
+  /** 503 with Retry-After when the resource's lock could not be taken. */
+  sendLockProblem (reply: FastifyReply, code: string, url: string): void {
+    const head = this.lockHeads[code] ?? this.lockHeads[ProblemCode.LOCK_UNAVAILABLE]
+    reply.code(503).header('content-type', PROBLEM_CONTENT_TYPE).header('retry-after', this.retryAfter)
+      .send(head + JSON.stringify(requestPath(url)) + ',"code":"' + (code in this.lockHeads ? code : ProblemCode.LOCK_UNAVAILABLE) + '"}')
+  }
+}
+
+/** `if-match` → `If-Match`. */
+export function canonicalHeaderName (name: string): string {
+  return name.replace(/(^|-)([a-z])/g, (_, dash: string, letter: string) => dash + letter.toUpperCase())
+}
+
+function mergeMessages (option: ProblemMessagesOption | undefined): ProblemMessages {
+  if (option === undefined) return defaultMessages
+  if (typeof option !== 'object' || option === null) {
+    throw invalidOption('messages', 'messages must be an object with optional "titles" and "details"')
+  }
+  const merged: ProblemMessages = {
+    titles: { ...defaultMessages.titles },
+    details: { ...defaultMessages.details }
+  }
+  for (const group of ['titles', 'details'] as const) {
+    const given = option[group]
+    if (given === undefined) continue
+    if (typeof given !== 'object' || given === null) throw invalidOption('messages', `messages.${group} must be an object`)
+    for (const [key, text] of Object.entries(given)) {
+      if (!(key in merged[group])) {
+        throw invalidOption('messages', `messages.${group}.${key} is not a known message; known: ${Object.keys(merged[group]).join(', ')}`)
+      }
+      if (typeof text !== 'string' || text.length === 0) throw invalidOption('messages', `messages.${group}.${key} must be a non-empty string`)
+      ;(merged[group] as Record<string, string>)[key] = text
+    }
+  }
+  return merged
+}
