@@ -6,9 +6,10 @@ const host = process.env.HOST ?? '127.0.0.1'
 const app = await buildApp({ logger: process.env.LOG === '1' })
 await app.listen({ port, host })
 
-const url = `http://${host}:${port}/items/1`
+const origin = `http://${host}:${app.server.address().port}`
+const url = `${origin}/items/1`
 const tag = (await app.inject({ method: 'GET', url: '/items/1' })).headers.etag
-console.log(`fastify-precondition example API on http://${host}:${port}
+console.log(`fastify-precondition example API on ${origin}
 Item 1 is seeded; its ETag now is ${tag}. Try:
 
   # 200 with ETag and Last-Modified
