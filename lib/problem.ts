@@ -23,11 +23,17 @@ export type ProblemDetails = Static<typeof ProblemDetailsSchema>
 
 export const PROBLEM_CONTENT_TYPE = 'application/problem+json; charset=utf-8'
 
-/** Texts of the problem bodies. `{headers}` in `preconditionRequired` is the list of header names. */
+/**
+ * Texts of the problem bodies. In `preconditionRequired`, `{headers}` stands for the header names
+ * and `{hints}` for the route's `requireHint…` texts joined with "or".
+ */
 export interface ProblemMessages {
   titles: { 412: string, 428: string, 503: string }
   details: {
     preconditionRequired: string
+    requireHintIfMatch: string
+    requireHintIfNoneMatch: string
+    requireHintIfUnmodifiedSince: string
     ifMatchMismatch: string
     ifMatchWeak: string
     ifMatchInvalid: string
@@ -48,7 +54,10 @@ export interface ProblemMessagesOption {
 export const defaultMessages: ProblemMessages = {
   titles: { 412: 'Precondition Failed', 428: 'Precondition Required', 503: 'Service Unavailable' },
   details: {
-    preconditionRequired: 'This request must be conditional: send {headers}. GET the resource first and copy its ETag (or Last-Modified) response header into the request, so a change made since then is not overwritten.',
+    preconditionRequired: 'This request must be conditional, so that a change made since you read the resource is not overwritten. Send {hints}.',
+    requireHintIfMatch: 'If-Match with the ETag that a GET of this resource returned',
+    requireHintIfNoneMatch: 'If-None-Match: * to create the resource only if it does not exist yet',
+    requireHintIfUnmodifiedSince: 'If-Unmodified-Since with the Last-Modified date that a GET of this resource returned',
     ifMatchMismatch: 'If-Match does not match the current ETag of the resource: it was changed since you read it. GET it again, reapply your change, and retry with the new ETag.',
     ifMatchWeak: 'If-Match uses strong comparison, and a weak entity-tag (W/"...") can never satisfy it. Send the strong ETag of the current representation.',
     ifMatchInvalid: 'If-Match holds no valid entity-tag. Send the ETag exactly as the server gave it, in double quotes (If-Match: "abc"), or * for any current representation.',
@@ -129,7 +138,12 @@ export class ProblemWriter {
   required (headers: string[]): [string, string] {
     const names = headers.map(canonicalHeaderName)
     const list = names.length === 1 ? names[0] : names.slice(0, -1).join(', ') + ' or ' + names[names.length - 1]
-    const head = this.head(ProblemCode.PRECONDITION_REQUIRED, 428, this.messages.details.preconditionRequired.replaceAll('{headers}', list))
+    const details = this.messages.details
+    const hints = headers.map((name) => name === 'if-match'
+      ? details.requireHintIfMatch
+      : name === 'if-none-match' ? details.requireHintIfNoneMatch : details.requireHintIfUnmodifiedSince)
+    const detail = details.preconditionRequired.replaceAll('{headers}', list).replaceAll('{hints}', hints.join(', or '))
+    const head = this.head(ProblemCode.PRECONDITION_REQUIRED, 428, detail)
     return [head, ',"code":"' + ProblemCode.PRECONDITION_REQUIRED + '","required":' + JSON.stringify(names) + '}']
   }
 

@@ -62,7 +62,7 @@ test('a write without a required header: 428 problem, before the handler', async
   t.equal(body.type, 'about:blank')
   t.equal(body.title, 'Precondition Required')
   t.equal(body.status, 428)
-  t.match(body.detail, /send If-Match or If-None-Match/)
+  t.match(body.detail, /Send If-Match with the ETag that a GET of this resource returned, or If-None-Match: \* to create/)
   t.equal(body.instance, '/items/1', 'instance is the path without the query')
   t.equal(body.code, ProblemCode.PRECONDITION_REQUIRED)
   t.same(body.required, ['If-Match', 'If-None-Match'])
