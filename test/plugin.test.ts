@@ -182,7 +182,7 @@ test('neither a route 4xx schema nor setErrorHandler changes the problem bodies'
   let errorHandlerCalls = 0
   app.setErrorHandler((error, _request, reply) => {
     errorHandlerCalls++
-    reply.code(500).send({ rewritten: true, message: error.message })
+    reply.code(500).send({ rewritten: true, message: (error as Error).message })
   })
   const narrow = { type: 'object', properties: { message: { type: 'string' } } }
   app.put('/r', {
