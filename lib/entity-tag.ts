@@ -78,6 +78,23 @@ export function parseEntityTags (value: string): EntityTagCondition {
   return tags
 }
 
+/**
+ * Parses a field that holds exactly one entity-tag, as If-Range = entity-tag / HTTP-date does:
+ * the tag, or null for anything else, including a list or a tag with a trailing comma.
+ * Surrounding whitespace is allowed.
+ */
+export function parseEntityTag (value: string): string | null {
+  const trimmed = value.trim()
+  const tags = parseEntityTags(trimmed)
+  return tags !== '*' && tags.length === 1 && tags[0].length === trimmed.length ? tags[0] : null
+}
+
+/** True when `value` begins the way an entity-tag does, `"` or `W/"`, not merely with a `W`. */
+export function isEntityTagStart (value: string): boolean {
+  const first = value.charCodeAt(0)
+  return first === DQUOTE || (first === 0x57 && value.charCodeAt(1) === 0x2f && value.charCodeAt(2) === DQUOTE)
+}
+
 function onlyWhitespaceBefore (value: string, end: number): boolean {
   for (let i = 0; i < end; i++) {
     const c = value.charCodeAt(i)

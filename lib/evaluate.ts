@@ -1,6 +1,8 @@
 // RFC 9110 §13.2.2, "Evaluation of Preconditions", as one pure function. It returns a number,
 // not an object, so the request path allocates nothing to learn that a request may proceed.
-import { anyStrongMatch, anyWeakMatch, normalizeEtag, parseEntityTags } from './entity-tag.js'
+import {
+  anyStrongMatch, anyWeakMatch, isEntityTagStart, normalizeEtag, parseEntityTag, parseEntityTags, strongCompare
+} from './entity-tag.js'
 import { parseHttpDate } from './http-date.js'
 
 /** The validators of the current selected representation (RFC 9110 §8.8). */
@@ -77,10 +79,6 @@ export function toWholeSeconds (time: Date | number | undefined): number {
   return Math.floor((typeof time === 'number' ? time : time.getTime()) / 1000)
 }
 
-function isSafe (method: string): boolean {
-  return method === 'GET' || method === 'HEAD' || method === 'OPTIONS' || method === 'TRACE'
-}
-
 /**
  * Evaluates the preconditions of a request against the current representation.
  * `current` is null when no representation exists; then only PUT evaluates its preconditions,
@@ -88,6 +86,10 @@ function isSafe (method: string): boolean {
  */
 export function evaluate (method: string, headers: ConditionalHeaders, current: Validators | null): Outcome {
   if (current === null && method !== 'PUT') return Outcome.PROCEED
+  // §13.2.1: "a server MUST ignore the conditional request header fields ... when received with
+  // a request method that does not involve the selection or modification of a selected
+  // representation, such as CONNECT, OPTIONS, or TRACE."
+  if (method === 'OPTIONS' || method === 'TRACE' || method === 'CONNECT') return Outcome.PROCEED
   const getOrHead = method === 'GET' || method === 'HEAD'
 
   // Step 1: If-Match; step 2: otherwise If-Unmodified-Since.
@@ -113,7 +115,7 @@ export function evaluate (method: string, headers: ConditionalHeaders, current: 
     } else if (tags.length === 0) {
       // Nothing valid to compare. On a read that is harmless, so the field is ignored; a write
       // that asked for a condition it did not state is refused rather than done unguarded.
-      if (!isSafe(method)) return Outcome.IF_NONE_MATCH_INVALID
+      if (!getOrHead) return Outcome.IF_NONE_MATCH_INVALID
     } else if (current !== null && current.etag !== undefined && anyWeakMatch(tags, normalizeEtag(current.etag))) {
       return getOrHead ? Outcome.NOT_MODIFIED : Outcome.IF_NONE_MATCH
     }
@@ -125,8 +127,9 @@ export function evaluate (method: string, headers: ConditionalHeaders, current: 
     }
   }
 
-  // Step 5: If-Range, which only matters to a GET with Range.
-  if (method === 'GET' && headers.range !== undefined) {
+  // Step 5: If-Range, which only matters to a GET with Range (and a GET got here with a
+  // current representation: without one it proceeded above).
+  if (method === 'GET' && headers.range !== undefined && current !== null) {
     const ifRange = field(headers['if-range'])
     if (ifRange !== undefined && !ifRangeHolds(ifRange, current)) return Outcome.IGNORE_RANGE
   }
@@ -147,14 +150,12 @@ function evaluateIfMatch (ifMatch: string, current: Validators | null): Outcome 
 // §13.1.5: an entity-tag holds by strong comparison; a date holds only when it is exactly the
 // Last-Modified date (and, being a date, only a strong validator could make it safe; the
 // server's Last-Modified is treated as such, as the resource owner supplied it).
-function ifRangeHolds (ifRange: string, current: Validators | null): boolean {
-  if (current === null) return false
+// A "W" alone does not start a weak tag: "Wed, 21 Oct 2015 07:28:00 GMT" is a date.
+function ifRangeHolds (ifRange: string, current: Validators): boolean {
   const trimmed = ifRange.trim()
-  const first = trimmed.charCodeAt(0)
-  if (first === 0x22 || first === 0x57) {
-    const tags = parseEntityTags(trimmed)
-    return tags !== '*' && tags.length === 1 && current.etag !== undefined &&
-      anyStrongMatch(tags, normalizeEtag(current.etag))
+  if (isEntityTagStart(trimmed)) {
+    const tag = parseEntityTag(trimmed)
+    return tag !== null && current.etag !== undefined && strongCompare(tag, normalizeEtag(current.etag))
   }
   const date = parseHttpDate(trimmed)
   return !Number.isNaN(date) && current.lastModified !== undefined && toWholeSeconds(current.lastModified) === date

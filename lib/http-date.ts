@@ -78,13 +78,24 @@ export function parseHttpDate (value: string, nowSeconds = Date.now() / 1000): n
     value.charCodeAt(d + 18) !== 0x20 || !value.endsWith('GMT')) return NaN
   const yy = digits(value, d + 7, 2)
   if (yy < 0) return NaN
-  const currentYear = new Date(nowSeconds * 1000).getUTCFullYear()
-  // The latest year ending in yy that is not more than 50 years ahead of now: a timestamp
-  // that "appears to be more than 50 years in the future" is the most recent past such year.
-  let year = currentYear - (currentYear % 100) + yy
-  if (year > currentYear + 50) year -= 100
-  else if (year + 100 <= currentYear + 50) year += 100
-  return toSeconds(year, month(value, d + 3), digits(value, d, 2), time(value, d + 10))
+  const mon = month(value, d + 3)
+  const day = digits(value, d, 2)
+  const seconds = time(value, d + 10)
+  return toSeconds(twoDigitYear(yy, mon, day, seconds, nowSeconds), mon, day, seconds)
+}
+
+// The year of an rfc850-date: the latest year ending in `yy` whose timestamp is not "more than
+// 50 years in the future" (§5.6.7), to the second. The limit is now plus 50 calendar years;
+// comparing month, day and time of day against now's saves building a date that may not exist
+// (29 February 50 years on).
+function twoDigitYear (yy: number, mon: number, day: number, seconds: number, nowSeconds: number): number {
+  const now = new Date(nowSeconds * 1000)
+  const nowMonth = now.getUTCMonth()
+  const nowDay = now.getUTCDate()
+  const nowTime = now.getUTCHours() * 3600 + now.getUTCMinutes() * 60 + now.getUTCSeconds() + now.getUTCMilliseconds() / 1000
+  const laterInYear = mon !== nowMonth ? mon > nowMonth : day !== nowDay ? day > nowDay : seconds > nowTime
+  const limit = now.getUTCFullYear() + 50 - (laterInYear ? 1 : 0)
+  return limit - (((limit - yy) % 100) + 100) % 100
 }
 
 /** Formats a time as IMF-fixdate, the form RFC 9110 requires senders to generate. */
