@@ -26,7 +26,7 @@ import type { Lease, LockStore } from './locks/types.js'
 import { toPolicy, type ConcurrencyOptions, type Policy } from './policy.js'
 import { hasUsablePrecondition, parsePreconditions, type Preconditions } from './preconditions.js'
 import { ProblemWriter, requestPath, type ProblemMessagesOption } from './problem.js'
-import { documentRoute } from './schema.js'
+import { documentRoute, shareProblemSchema } from './schema.js'
 
 export { strongEtag } from './etag.js'
 export { evaluate, Outcome, outcomeStatus, outcomeHeader, type Validators, type ConditionalHeaders } from './evaluate.js'
@@ -191,6 +191,7 @@ const plugin: FastifyPluginAsync<FastifyPreconditionOptions> = async function fa
     problems: new ProblemWriter(options),
     documentRoutes: options.documentRoutes ?? true
   }
+  if (state.documentRoutes) shareProblemSchema(fastify)
 
   fastify.decorateRequest(kValidators as unknown as string, undefined)
   fastify.decorateRequest(kGuard as unknown as string, null)

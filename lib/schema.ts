@@ -1,64 +1,210 @@
-// Documents a route's policy in its schema, so @fastify/swagger shows the precondition headers
-// and the 304/412/428 answers. Runs once, when the route is declared.
-import type { RouteOptions } from 'fastify'
-import type { Policy } from './policy.js'
-import { ProblemDetailsSchema, type ProblemWriter } from './problem.js'
-
-const HEADER_DESCRIPTIONS: Record<string, string> = {
-  'if-match': 'The ETag of the representation this write is based on, as a GET of the resource returned it (or * for any current representation). A stale value is answered 412.',
-  'if-none-match': 'Entity-tags the client already has (GET: answered 304 when one matches), or * to create only when the resource does not exist.',
-  'if-unmodified-since': 'The Last-Modified date of the representation this write is based on, as a GET returned it. A later modification is answered 412.'
-}
+// Documents a route's policy in its schema, so @fastify/swagger shows the precondition headers,
+// the 304/412/428/503 answers and the validators' response headers.
+//
+// Documentation only. Fastify compiles the schema a route holds once its onRoute hooks have run
+// (it keeps that object in the route's context), while @fastify/swagger reads the route options
+// when the document is generated. So the route keeps its declared schema through onRoute, and
+// the documented copy replaces it on the route options one microtask later. Fastify never sees
+// the added entries: no header validator is compiled for them (a route without a headers schema
+// keeps validating nothing per request, and a 428 can never become a 400), no serializer is
+// compiled for them, and custom validator or serializer compilers are never handed a schema
+// they did not expect.
+import type { FastifyInstance, FastifyReply, RouteOptions } from 'fastify'
+import { ProblemCode } from './errors.js'
+import { strongEtag } from './etag.js'
+import { Outcome } from './evaluate.js'
+import type { Policy, RequirableHeader } from './policy.js'
+import { canonicalHeaderName, ProblemDetailsSchema, type ProblemDetails, type ProblemWriter } from './problem.js'
 
 type Schema = Record<string, unknown>
 
-function isObject (value: unknown): value is Schema {
-  return typeof value === 'object' && value !== null && !Array.isArray(value)
+const PROBLEM_CONTENT = 'application/problem+json'
+const PROBLEM_SCHEMA_ID = (ProblemDetailsSchema as { $id?: string }).$id as string
+const PROBLEM_REF = { $ref: PROBLEM_SCHEMA_ID + '#' }
+const EXAMPLE_ETAG = strongEtag('{"id":"1","name":"example"}')
+const SAFE = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE'])
+const STATUS_2XX = /^2(?:\d\d|xx)$/i
+
+/**
+ * Adds the problem-details schema to the instance's shared schemas, once, so every documented
+ * route refers to one `PreconditionProblemDetails` component instead of repeating it.
+ */
+export function shareProblemSchema (fastify: FastifyInstance): void {
+  if (fastify.getSchema(PROBLEM_SCHEMA_ID) === undefined) fastify.addSchema(ProblemDetailsSchema)
 }
 
-/** Adds the policy's headers and responses to a copy of the route's schema. */
-export function documentRoute (routeOptions: RouteOptions, policy: Policy, problems: ProblemWriter): void {
-  const schema: Schema = { ...(routeOptions.schema as Schema | undefined) }
-  const methods = Array.isArray(routeOptions.method) ? routeOptions.method : [routeOptions.method]
-  const writes = methods.some((method) => !['GET', 'HEAD', 'OPTIONS', 'TRACE'].includes(method))
-  const reads = methods.some((method) => method === 'GET' || method === 'HEAD')
+function isPlainObject (value: unknown): value is Schema {
+  return typeof value === 'object' && value !== null && Object.getPrototypeOf(value) === Object.prototype
+}
 
-  const response: Schema = { ...(schema.response as Schema | undefined) }
-  const problem = (description: string): Schema => ({
-    description,
-    content: { 'application/problem+json': { schema: ProblemDetailsSchema } }
+/** Adds the policy's documentation to the route's schema; see the head of this file for when. */
+export function documentRoute (routeOptions: RouteOptions, policy: Policy, problems: ProblemWriter): void {
+  const declared = routeOptions.schema as unknown
+  // Something other than a plain JSON Schema object (a schema builder, another type system's
+  // objects) is the user's to document.
+  if (declared !== undefined && !isPlainObject(declared)) return
+  // Fastify only compiles a route's schema when the route had one at declaration, and then
+  // expects it in the route's context too: an empty one keeps both in step.
+  if (declared === undefined) routeOptions.schema = {}
+  queueMicrotask(() => {
+    const current = routeOptions.schema as unknown
+    // A later onRoute hook may have put a schema of its own in place.
+    if (!isPlainObject(current)) return
+    routeOptions.schema = documentedSchema(current, routeOptions, policy, problems)
   })
-  if (policy.required !== null && writes) {
-    // Documented, not validated: marking them required would turn a 428 into a 400.
-    const headers: Schema = isObject(schema.headers) ? { ...schema.headers } : { type: 'object' }
-    const properties: Schema = { ...(headers.properties as Schema | undefined) }
-    for (const name of policy.required) {
-      if (properties[name] === undefined) {
-        properties[name] = { type: 'string', description: HEADER_DESCRIPTIONS[name] }
-      }
-    }
-    headers.properties = properties
-    schema.headers = headers
-    if (response['428'] === undefined) {
-      response['428'] = problem(`${problems.messages.titles[428]}: send ${policy.required.join(' or ')}`)
+}
+
+function documentedSchema (declared: Schema, routeOptions: RouteOptions, policy: Policy, problems: ProblemWriter): Schema {
+  const methods = Array.isArray(routeOptions.method) ? routeOptions.method : [routeOptions.method]
+  const writeMethods = methods.filter((method) => !SAFE.has(method))
+  const writes = writeMethods.length > 0
+  const reads = methods.some((method) => method === 'GET' || method === 'HEAD')
+  // One schema documents every method of a route: a header is only marked required when every
+  // one of them requires it.
+  const onlyWrites = writeMethods.length === methods.length
+  const writesNote = onlyWrites ? '' : ` (on ${writeMethods.join(', ')})`
+  const path = routeOptions.url
+  const schema: Schema = { ...declared }
+
+  const headers: Array<[string, Schema, boolean]> = []
+  const required = writes ? policy.required : null
+  if (required !== null) {
+    const alone = required.length === 1
+    for (const name of required) {
+      headers.push([canonicalHeaderName(name), { type: 'string', description: requiredDescription(name, required, writesNote) }, alone && onlyWrites])
     }
   }
   if (policy.validators !== null) {
-    if (response['412'] === undefined && (writes || policy.required !== null)) {
-      response['412'] = problem(`${problems.messages.titles[412]}: the resource changed since the client read it; the current ETag is in the ETag header`)
+    if (writes && required === null) {
+      headers.push(['If-Match', { type: 'string', description: `Optional${writesNote}: the ETag of the representation this write is based on, as a GET returned it. When the resource changed since, the write is refused with 412.` }, false])
     }
-    if (reads && response['304'] === undefined) {
-      response['304'] = { description: 'Not Modified: the representation matches If-None-Match or has not changed since If-Modified-Since', type: 'null' }
-    }
-    for (const [status, entry] of Object.entries(response)) {
-      if (!/^2/.test(status) && status !== '304') continue
-      if (!isObject(entry)) continue
-      const entryHeaders: Schema = { ...(entry.headers as Schema | undefined) }
-      entryHeaders.ETag ??= { type: 'string', description: 'The strong entity-tag of the representation; send it back in If-Match to update it' }
-      entryHeaders['Last-Modified'] ??= { type: 'string', description: 'When the representation last changed (HTTP-date)' }
-      response[status] = { ...entry, headers: entryHeaders }
+    if (reads) {
+      headers.push(['If-None-Match', { type: 'string', description: 'Optional on GET and HEAD: ETags of representations you already hold. When one is still current the answer is 304 Not Modified, without a body.' }, false])
     }
   }
-  if (Object.keys(response).length > 0) schema.response = response
-  routeOptions.schema = schema
+  if (headers.length > 0) {
+    const merged = withHeaders(schema.headers, headers)
+    if (merged !== null) schema.headers = merged
+  }
+
+  const declaredResponse = schema.response
+  if (declaredResponse !== undefined && !isPlainObject(declaredResponse)) return schema
+  const response: Schema = { ...declaredResponse }
+  const validatorHeaders = policy.validators === null ? null : responseValidatorHeaders(reads, writes)
+  if (declaredResponse === undefined) {
+    // What @fastify/swagger shows for a route that declares no response, kept beside ours; the
+    // body is whatever the handler sends.
+    response['200'] = { description: 'Default Response', content: { '*/*': { schema: {} } } }
+    if (validatorHeaders !== null) (response['200'] as Schema).headers = validatorHeaders
+  } else if (validatorHeaders !== null) {
+    for (const [status, entry] of Object.entries(response)) {
+      if (STATUS_2XX.test(status) && isPlainObject(entry)) {
+        response[status] = { ...entry, headers: { ...validatorHeaders, ...(entry.headers as Schema | undefined) } }
+      }
+    }
+  }
+  if (policy.validators !== null && reads) {
+    response['304'] ??= {
+      description: 'Not Modified (GET and HEAD): the representation you hold, named in If-None-Match or dated by If-Modified-Since, is still current. No body.',
+      type: 'null',
+      headers: {
+        ETag: { type: 'string', description: 'The current entity-tag' },
+        'Last-Modified': { type: 'string', description: 'When the representation last changed (HTTP-date), when known' }
+      }
+    }
+  }
+  if (policy.validators !== null && writes) {
+    const failed = capture((reply) => problems.sendFailed(reply, Outcome.IF_MATCH_MISMATCH, path, EXAMPLE_ETAG))
+    response['412'] ??= problem(
+      `Precondition Failed${writesNote}: a precondition did not hold, usually because the resource changed since you read it. ` +
+      'GET it again, reapply your change and retry.' +
+      (problems.exposeEtag ? ' The current ETag is in the ETag header and the etag member.' : ''),
+      failed,
+      problems.exposeEtag ? { ETag: { type: 'string', description: 'The current entity-tag of the resource' } } : undefined)
+  }
+  if (required !== null) {
+    const missing = capture((reply) => problems.sendRequired(reply, problems.required(required), path))
+    response['428'] ??= problem(
+      `Precondition Required${writesNote}: the request carried none of ${orList(required.map(canonicalHeaderName))}; the required member lists them.`,
+      missing)
+  }
+  if (policy.lock && writes) {
+    const busy = capture((reply) => problems.sendLockProblem(reply, ProblemCode.LOCK_TIMEOUT, path))
+    response['503'] ??= problem(
+      `Service Unavailable${writesNote}: another write to this resource held it too long, or the lock store could not be reached. ` +
+      'Nothing was written; retry after the Retry-After delay.',
+      busy,
+      { 'Retry-After': { type: 'integer', description: 'Seconds to wait before retrying' } })
+  }
+  schema.response = response
+  return schema
+}
+
+function requiredDescription (name: RequirableHeader, required: RequirableHeader[], writesNote: string): string {
+  const others = required.filter((other) => other !== name).map(canonicalHeaderName)
+  const need = others.length === 0
+    ? `Required${writesNote}: without it the request is answered 428.`
+    : `Required unless ${orList(others)} is sent${writesNote}: without any of them the request is answered 428.`
+  switch (name) {
+    case 'if-match':
+      return `${need} Send the ETag response header of your last GET of this resource, unchanged (or * for any current representation). When the resource changed since, the answer is 412.`
+    case 'if-unmodified-since':
+      return `${need} Send the Last-Modified response header of your last GET of this resource, unchanged. When the resource changed after that date, the answer is 412; an unparsable date counts as absent.`
+    default:
+      return `${need} Send * to create the resource only if it does not exist yet; when it exists, the answer is 412.`
+  }
+}
+
+function orList (names: string[]): string {
+  return names.length === 1 ? names[0] : names.slice(0, -1).join(', ') + ' or ' + names[names.length - 1]
+}
+
+function responseValidatorHeaders (reads: boolean, writes: boolean): Schema {
+  const after = writes ? (reads ? 'of the representation (after a write: the one it produced)' : 'of the representation this write produced') : 'of the representation'
+  return {
+    ETag: { type: 'string', description: `The strong entity-tag ${after}; send it back in If-Match to change the resource` },
+    'Last-Modified': { type: 'string', description: 'When the representation last changed (HTTP-date), when known; If-Unmodified-Since takes it back' }
+  }
+}
+
+/** The user's headers schema with ours added, or null when it is not one we can safely extend. */
+function withHeaders (declared: unknown, headers: Array<[string, Schema, boolean]>): Schema | null {
+  if (declared !== undefined && !(isPlainObject(declared) && declared.$ref === undefined &&
+    (declared.type === undefined || declared.type === 'object') &&
+    (declared.properties === undefined || isPlainObject(declared.properties)))) {
+    return null
+  }
+  const base: Schema = declared === undefined ? { type: 'object' } : { ...declared }
+  const properties: Schema = { ...(base.properties as Schema | undefined) }
+  const taken = new Set(Object.keys(properties).map((name) => name.toLowerCase()))
+  const requiredList = Array.isArray(base.required) ? [...base.required as string[]] : []
+  for (const [name, property, mandatory] of headers) {
+    if (taken.has(name.toLowerCase())) continue
+    properties[name] = property
+    if (mandatory) requiredList.push(name)
+  }
+  base.properties = properties
+  if (requiredList.length > 0) base.required = requiredList
+  return base
+}
+
+function problem (description: string, example: ProblemDetails, headers?: Schema): Schema {
+  const entry: Schema = { description, content: { [PROBLEM_CONTENT]: { schema: PROBLEM_REF, example } } }
+  if (headers !== undefined) entry.headers = headers
+  return entry
+}
+
+/** The body the plugin would send, written by the plugin's own writer: examples cannot drift. */
+function capture (write: (reply: FastifyReply) => void): ProblemDetails {
+  let body = ''
+  const reply = {
+    code () { return reply },
+    header () { return reply },
+    send (payload: string) {
+      body = payload
+      return reply
+    }
+  }
+  write(reply as unknown as FastifyReply)
+  return JSON.parse(body) as ProblemDetails
 }
