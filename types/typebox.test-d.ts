@@ -5,6 +5,11 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import { Type } from 'typebox'
 import fastifyPrecondition, { strongEtag, type Validators } from '../lib/index.js'
 
+/** Compiles only when `value` is a `T`. */
+function expectType<T> (value: T): T {
+  return value
+}
+
 const app = Fastify().withTypeProvider<TypeBoxTypeProvider>()
 app.register(fastifyPrecondition)
 
@@ -18,12 +23,12 @@ app.put('/items/:id', {
   concurrency: {
     require: 'if-match',
     validators: (request) => {
-      const id: string = request.params.id
+      const id = expectType<string>(request.params.id)
       // @ts-expect-error params.id is a string, not a number
-      const wrong: number = request.params.id
+      expectType<number>(request.params.id)
       // @ts-expect-error the params schema has no such property
-      request.params.missing // eslint-disable-line @typescript-eslint/no-unused-expressions
-      const dryRun: boolean | undefined = request.query.dryRun
+      expectType<string>(request.params.missing)
+      expectType<boolean | undefined>(request.query.dryRun)
       const item = items.get(id)
       return item === undefined ? null : { etag: item.etag }
     },
@@ -31,10 +36,10 @@ app.put('/items/:id', {
   }
 }, async (request, reply) => {
   // The handler keeps its inferred types with concurrency added.
-  const name: string = request.body.name
-  const count: number | undefined = request.body.count
+  const name = expectType<string>(request.body.name)
+  const count = expectType<number | undefined>(request.body.count)
   // @ts-expect-error name is a string
-  const notANumber: number = request.body.name
+  expectType<number>(request.body.name)
   items.set(request.params.id, { body: JSON.stringify({ name, count }), etag: strongEtag(name) })
   return reply.code(204).send()
 })
@@ -47,7 +52,7 @@ app.route({
   concurrency: {
     require: ['if-match', 'if-unmodified-since'],
     validators: async (request): Promise<Validators | null> => {
-      const length: number = request.params.id.length
+      const length = expectType<number>(request.params.id.length)
       return length > 0 ? { etag: '"v1"', lastModified: new Date() } : null
     }
   },
