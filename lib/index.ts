@@ -2,6 +2,7 @@ import fp from 'fastify-plugin'
 import type {
   ContextConfigDefault,
   FastifyBaseLogger,
+  FastifyInstance,
   FastifyPluginAsync,
   FastifyReply,
   FastifyRequest,
@@ -107,8 +108,8 @@ function isThenable<T> (value: unknown): value is PromiseLike<T> {
 
 /**
  * The lock a write holds, and when it may be let go: once the response is closed, unless the
- * handler is still running for a client that left, in which case once the handler has produced
- * its response. Releasing earlier would let the next write in while this one still writes.
+ * handler is still running for a client that left, in which case once the handler is over.
+ * Releasing earlier would let the next write in while this one still writes.
  */
 class WriteGuard {
   lease: Lease | null = null
@@ -116,12 +117,22 @@ class WriteGuard {
   closed = false
   /** The request was let through to the handler. */
   started = false
-  /** The response passed onSend: the handler (or a hook) has answered. */
+  /** The handler is over: its promise settled, or it (or a hook) answered through the reply. */
   settled = false
+  /** Inside the handler: its call, and for an async handler until its promise settles. */
+  inHandler = false
+  /** The response passed onSend. */
+  answered = false
   readonly request: FastifyRequest
 
   constructor (request: FastifyRequest) {
     this.request = request
+  }
+
+  /** The write is over: the lock goes as soon as the response has closed too. */
+  settle (): void {
+    this.settled = true
+    if (this.closed) this.release()
   }
 
   release (): void {
@@ -137,6 +148,10 @@ class WriteGuard {
   }
 }
 
+function logCloseError (this: FastifyInstance, error: unknown): void {
+  this.log.warn({ err: error }, 'fastify-precondition: closing the lock store failed')
+}
+
 function logReleaseError (this: FastifyRequest, error: unknown): void {
   this.log.warn({ err: error }, 'fastify-precondition: releasing a lock failed; it expires with its lease')
 }
@@ -144,7 +159,43 @@ function logReleaseError (this: FastifyRequest, error: unknown): void {
 function onResponseClose (this: GuardedResponse): void {
   const guard = this[kGuard] as WriteGuard
   guard.closed = true
-  if (!guard.started || guard.settled) guard.release()
+  // A finished response with no onSend is a hijacked reply written by a handler that is done.
+  if (!guard.started || guard.settled || (this.writableFinished && !guard.inHandler)) guard.release()
+}
+
+/**
+ * Marks when the handler is over. Fastify sends nothing for a client that left when an async
+ * handler resolves undefined, so onSend alone would leave such a write's lock held for ever.
+ */
+function guardHandler (handler: RouteOptions['handler']): RouteOptions['handler'] {
+  return function guardedHandler (this: ThisParameterType<RouteOptions['handler']>, request: FastifyRequest, reply: FastifyReply) {
+    const guard = (request as PreconditionRequest)[kGuard]
+    if (guard === null) return handler.call(this, request, reply)
+    guard.inHandler = true
+    let result
+    try {
+      result = handler.call(this, request, reply)
+    } finally {
+      guard.inHandler = false
+    }
+    // A synchronous `return reply` promises an answer through the reply: onSend ends that write.
+    // (An async handler's `return reply` resolves once the response ends, or at once for a client
+    // that left: the promise cannot tell it from a handler that finished without answering.)
+    if (result !== reply && isThenable(result)) {
+      guard.inHandler = true
+      return Promise.resolve(result).then((value) => {
+        guard.inHandler = false
+        guard.settle()
+        return value
+      }, (error: unknown) => {
+        guard.inHandler = false
+        guard.settle()
+        throw error
+      })
+    }
+    if (guard.answered) guard.settle()
+    return result
+  }
 }
 
 interface PluginState {
@@ -218,10 +269,21 @@ const plugin: FastifyPluginAsync<FastifyPreconditionOptions> = async function fa
     if (state.documentRoutes) documentRoute(routeOptions, policy, state.problems)
   })
 
-  if (ownStore) {
-    fastify.addHook('onClose', function (_instance, done) {
-      (state.store as MemoryLockStore).close()
-      done()
+  // preClose, not onClose: Fastify's onClose waits for in-flight requests, which would serve the
+  // waiting writes first instead of turning them away.
+  const store = state.store
+  if (typeof store.close === 'function') {
+    fastify.addHook('preClose', function closeLockStore (done) {
+      let closing
+      try {
+        closing = store.close!()
+      } catch (error) {
+        logCloseError.call(this, error)
+        done()
+        return
+      }
+      if (isThenable(closing)) closing.then(() => done(), (error) => { logCloseError.call(this, error); done() })
+      else done()
     })
   }
   /* c8 ignore next -- fastify-plugin metadata below is what tests observe */
@@ -267,6 +329,8 @@ function wireRoute (routeOptions: RouteOptions, policy: Policy, state: PluginSta
     })
   }
   appendHook(routeOptions, 'onSend', buildOnSend(policy))
+  const methods = Array.isArray(routeOptions.method) ? routeOptions.method : [routeOptions.method]
+  if (policy.lock && !methods.every(isSafe)) routeOptions.handler = guardHandler(routeOptions.handler)
 }
 
 function buildStageHook (policy: Policy, state: PluginState) {
@@ -371,9 +435,9 @@ function buildOnSend (policy: Policy) {
     const req = request as PreconditionRequest
     const guard = req[kGuard]
     if (guard !== null) {
-      guard.settled = true
-      // The client left while the handler ran: the write is over now, so is the lock.
-      if (guard.closed) guard.release()
+      guard.answered = true
+      // An answer sent from inside the handler ends the write only when the handler returns.
+      if (!guard.inHandler) guard.settle()
     }
     const status = reply.statusCode
     if (validators === null || !((status >= 200 && status < 300) || status === 304) ||
