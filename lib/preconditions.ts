@@ -1,4 +1,4 @@
-import { parseEntityTags, type EntityTagCondition } from './entity-tag.js'
+import { isEntityTagStart, parseEntityTag, parseEntityTags, type EntityTagCondition } from './entity-tag.js'
 import type { ConditionalHeaders } from './evaluate.js'
 import { parseHttpDate } from './http-date.js'
 import type { RequirableHeader } from './policy.js'
@@ -31,9 +31,10 @@ export function parsePreconditions (headers: ConditionalHeaders): Preconditions 
   const ifRange = single(headers['if-range'])?.trim()
   let range: Preconditions['ifRange'] = null
   if (ifRange !== undefined) {
-    if (ifRange.startsWith('"') || ifRange.startsWith('W/"')) {
-      const tags = parseEntityTags(ifRange)
-      if (tags !== '*' && tags.length === 1) range = { etag: tags[0] }
+    if (isEntityTagStart(ifRange)) {
+      // One entity-tag, not a list: `"a",` is no If-Range, as evaluation agrees.
+      const etag = parseEntityTag(ifRange)
+      if (etag !== null) range = { etag }
     } else {
       const when = date(ifRange)
       if (when !== null) range = { date: when }

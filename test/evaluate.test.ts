@@ -1,5 +1,6 @@
 import { test } from 'tap'
 import { evaluate, Outcome, outcomeHeader, outcomeStatus, toWholeSeconds } from '../lib/evaluate.js'
+import { hasUsablePrecondition, parsePreconditions } from '../lib/preconditions.js'
 import { countCases, evaluationCases } from './helpers/rfc-cases.js'
 
 test('the RFC 9110 table holds at least 150 cases', async (t) => {
@@ -65,4 +66,68 @@ test('an invalid Date as lastModified never makes a date precondition fail or an
   const current = { lastModified: new Date(Number.NaN) }
   t.equal(evaluate('PUT', { 'if-unmodified-since': 'Sun, 06 Nov 1994 08:49:37 GMT' }, current), Outcome.PROCEED)
   t.equal(evaluate('GET', { 'if-modified-since': 'Sun, 06 Nov 1994 08:49:37 GMT' }, current), Outcome.PROCEED)
+})
+
+// request.preconditions: the same headers, parsed for a handler that compares by itself.
+test('parsePreconditions: absent headers are null', async (t) => {
+  t.same(parsePreconditions({}), { ifMatch: null, ifNoneMatch: null, ifModifiedSince: null, ifUnmodifiedSince: null, ifRange: null })
+})
+
+test('parsePreconditions: entity-tag lists, dates and If-Range', async (t) => {
+  const lm = new Date(Date.UTC(1994, 10, 6, 8, 49, 37))
+  t.same(parsePreconditions({
+    'if-match': '"a", W/"b", "c,d"',
+    'if-none-match': '*',
+    'if-modified-since': 'Sun, 06 Nov 1994 08:49:37 GMT',
+    'if-unmodified-since': 'Sunday, 06-Nov-94 08:49:37 GMT',
+    'if-range': '"a"'
+  }), { ifMatch: ['"a"', 'W/"b"', '"c,d"'], ifNoneMatch: '*', ifModifiedSince: lm, ifUnmodifiedSince: lm, ifRange: { etag: '"a"' } })
+  t.same(parsePreconditions({ 'if-match': ['"a"', '"b"'], 'if-none-match': ['W/"x"'] }).ifMatch, ['"a"', '"b"'], 'a repeated field')
+  t.same(parsePreconditions({ 'if-match': '', 'if-none-match': 'junk' }), {
+    ifMatch: [], ifNoneMatch: [], ifModifiedSince: null, ifUnmodifiedSince: null, ifRange: null
+  }, 'present without a valid member: an empty list, not null')
+  t.same(parsePreconditions({ 'if-modified-since': 'yesterday', 'if-unmodified-since': ['Sun, 06 Nov 1994 08:49:37 GMT', 'Sun, 06 Nov 1994 08:49:37 GMT'] }), {
+    ifMatch: null, ifNoneMatch: null, ifModifiedSince: null, ifUnmodifiedSince: null, ifRange: null
+  }, 'an invalid date and a list of dates are null')
+  t.same(parsePreconditions({ 'if-unmodified-since': ['Sun Nov  6 08:49:37 1994'] }).ifUnmodifiedSince, lm, 'asctime, given as an array')
+})
+
+test('parsePreconditions: If-Range is one entity-tag or one date (§13.1.5)', async (t) => {
+  const wednesday = new Date(Date.UTC(2015, 9, 21, 7, 28, 0))
+  const cases: Array<[string | string[], unknown]> = [
+    ['"a"', { etag: '"a"' }],
+    ['W/"a"', { etag: 'W/"a"' }],
+    [' "a" ', { etag: '"a"' }],
+    ['"a,b"', { etag: '"a,b"' }],
+    [['"a"'], { etag: '"a"' }],
+    ['Wed, 21 Oct 2015 07:28:00 GMT', { date: wednesday }],
+    ['Wednesday, 21-Oct-15 07:28:00 GMT', { date: wednesday }],
+    ['Wed Oct 21 07:28:00 2015', { date: wednesday }],
+    ['"a",', null],
+    ['"a", "b"', null],
+    [['"a"', '"b"'], null],
+    ['"a', null],
+    ['*', null],
+    ['', null],
+    ['garbage', null],
+    ['Wed, 31 Feb 2015 07:28:00 GMT', null]
+  ]
+  for (const [value, expected] of cases) t.same(parsePreconditions({ 'if-range': value }).ifRange, expected, JSON.stringify(value))
+})
+
+test('hasUsablePrecondition: a listed header counts when present, a date only when valid', async (t) => {
+  const date = 'Sun, 06 Nov 1994 08:49:37 GMT'
+  t.equal(hasUsablePrecondition({}, ['if-match']), false, 'nothing sent')
+  t.equal(hasUsablePrecondition({}, []), false, 'nothing required')
+  t.equal(hasUsablePrecondition({ 'if-match': '"a"' }, ['if-match']), true)
+  t.equal(hasUsablePrecondition({ 'if-match': '' }, ['if-match']), true, 'a malformed If-Match counts: evaluation answers it 412')
+  t.equal(hasUsablePrecondition({ 'if-none-match': '*' }, ['if-match']), false, 'a header not listed')
+  t.equal(hasUsablePrecondition({ 'if-none-match': '*' }, ['if-match', 'if-none-match']), true, 'the second listed header')
+  t.equal(hasUsablePrecondition({ 'if-unmodified-since': date }, ['if-unmodified-since']), true, 'a valid date')
+  t.equal(hasUsablePrecondition({ 'if-unmodified-since': [date] }, ['if-unmodified-since']), true, 'a valid date as an array')
+  t.equal(hasUsablePrecondition({ 'if-unmodified-since': 'yesterday' }, ['if-unmodified-since']), false, 'an invalid date')
+  t.equal(hasUsablePrecondition({ 'if-unmodified-since': [date, date] }, ['if-unmodified-since']), false, 'a list of dates')
+  t.equal(hasUsablePrecondition({ 'if-unmodified-since': 'yesterday', 'if-match': '"a"' }, ['if-unmodified-since', 'if-match']), true,
+    'an invalid date, then a listed tag')
+  t.equal(hasUsablePrecondition({ 'if-modified-since': date }, ['if-unmodified-since']), false, 'If-Modified-Since is not If-Unmodified-Since')
 })
