@@ -1,6 +1,6 @@
 // Plain HTTP over loopback, one connection per request, so concurrent requests really are
 // concurrent and a test can cut a connection half-way.
-import { request as httpRequest, type IncomingHttpHeaders } from 'node:http'
+import { Agent, request as httpRequest, type IncomingHttpHeaders } from 'node:http'
 import { connect, type Socket } from 'node:net'
 
 export interface HttpResponse {
@@ -11,6 +11,8 @@ export interface HttpResponse {
 }
 
 export interface HttpRequest {
+  /** A keep-alive agent for a client that sends one request after another; default: a fresh connection. */
+  agent?: Agent
   method?: string
   path: string
   headers?: Record<string, string>
@@ -26,7 +28,7 @@ export function send (port: number, options: HttpRequest): Promise<HttpResponse>
     headers['content-length'] = String(Buffer.byteLength(body))
   }
   return new Promise((resolve, reject) => {
-    const req = httpRequest({ host: '127.0.0.1', port, method: options.method ?? 'GET', path: options.path, headers, agent: false }, (res) => {
+    const req = httpRequest({ host: '127.0.0.1', port, method: options.method ?? 'GET', path: options.path, headers, agent: options.agent ?? false }, (res) => {
       const chunks: Buffer[] = []
       res.on('data', (chunk: Buffer) => chunks.push(chunk))
       res.on('end', () => {
