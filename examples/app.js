@@ -1,11 +1,21 @@
 // The example API: items kept in memory, every read and write guarded by fastify-precondition.
 // `buildApp()` is what the tests use; `api.js` starts it on a port.
 import Fastify from 'fastify'
+import fastifySwagger from '@fastify/swagger'
+import fastifySwaggerUi from '@fastify/swagger-ui'
 import fastifyPrecondition, { strongEtag } from 'fastify-precondition'
 
 export async function buildApp (options = {}) {
   const app = Fastify({ logger: options.logger ?? false })
   await app.register(fastifyPrecondition, options.precondition)
+  // The OpenAPI document at /docs/json, Swagger UI at /docs: the plugin adds each route's
+  // precondition headers and its 304/412/428/503 answers. Registered before the routes, so it
+  // sees them; shared schemas keep their $id as their name.
+  await app.register(fastifySwagger, {
+    openapi: { info: { title: 'fastify-precondition example API', version: '1.0.0' } },
+    refResolver: { buildLocalReference: (json, _baseUri, _fragment, i) => json.$id ?? `def-${i}` }
+  })
+  await app.register(fastifySwaggerUi, { routePrefix: '/docs' })
 
   // id -> { body: Buffer of the JSON representation, etag, lastModified }
   const items = new Map()

@@ -1,0 +1,246 @@
+// conditionalUpdate against the example API on a real socket (127.0.0.1), and against small apps
+// for the answers the example never gives.
+import { test, type Test } from 'tap'
+import Fastify, { type FastifyInstance } from 'fastify'
+import fastifyPrecondition, { ProblemCode } from '../lib/index.js'
+import {
+  conditionalUpdate, retryDelay, ConditionalUpdateError, PreconditionFailedError, PreconditionRequiredError,
+  ServiceUnavailableError, UnexpectedResponseError
+} from '../lib/client.js'
+// @ts-expect-error the example is plain JavaScript
+import { buildApp } from '../examples/app.js'
+
+interface Item { id: string, name: string, count: number }
+
+async function listen (t: Test, app: FastifyInstance): Promise<string> {
+  t.teardown(() => app.close())
+  await app.listen({ host: '127.0.0.1', port: 0 })
+  return `http://127.0.0.1:${(app.server.address() as { port: number }).port}`
+}
+
+async function exampleApi (t: Test): Promise<string> {
+  return await listen(t, await buildApp() as FastifyInstance)
+}
+
+/** A fetch that records the requests it makes. */
+function recordingFetch () {
+  const requests: Array<{ method: string, headers: Record<string, string>, status: number }> = []
+  const recorded: typeof fetch = async (input, init) => {
+    const response = await fetch(input, init)
+    requests.push({ method: init?.method ?? 'GET', headers: { ...(init?.headers as Record<string, string>) }, status: response.status })
+    return response
+  }
+  return { requests, fetch: recorded }
+}
+
+test('reads, changes and writes back with If-Match', async (t) => {
+  const origin = await exampleApi(t)
+  const { requests, fetch: recorded } = recordingFetch()
+  const result = await conditionalUpdate<Item>(`${origin}/items/1`, (item) => ({ ...item, count: item.count + 1 }), { fetch: recorded })
+  t.equal(result.status, 200)
+  t.equal(result.attempts, 1)
+  t.same(result.body, { id: '1', name: 'first item', count: 1 })
+  const now = await fetch(`${origin}/items/1`)
+  t.equal(result.etag, now.headers.get('etag'), 'the result carries the new tag')
+  t.equal(result.lastModified, now.headers.get('last-modified'))
+  t.same(requests.map((r) => `${r.method} ${r.status}`), ['GET 200', 'PUT 200'])
+  const before = requests[0]
+  t.match(requests[1].headers['if-match'], /^"[^"]+"$/, 'the write carries the tag it read')
+  t.equal(requests[1].headers['content-type'], 'application/json')
+  t.equal(before.headers.accept, 'application/json')
+})
+
+test('a change that edits in place, with PATCH', async (t) => {
+  const origin = await exampleApi(t)
+  const result = await conditionalUpdate<Item>(`${origin}/items/1`, (item) => {
+    item.name = 'patched'
+  }, { method: 'patch' })
+  t.equal(result.status, 200)
+  t.equal((result.body as Item).name, 'patched')
+})
+
+test('concurrent updates all apply: no update is lost', async (t) => {
+  const origin = await exampleApi(t)
+  const clients = 8
+  const { requests, fetch: recorded } = recordingFetch()
+  const results = await Promise.all(Array.from({ length: clients }, () =>
+    conditionalUpdate<Item>(`${origin}/items/1`, (item) => ({ ...item, count: item.count + 1 }),
+      { fetch: recorded, maxAttempts: 50, baseDelay: 2, maxDelay: 40 })))
+  const final = await (await fetch(`${origin}/items/1`)).json() as Item
+  t.equal(final.count, clients, 'every increment is in the final state')
+  t.same(results.map((r) => (r.body as Item).count).sort((a, b) => a - b), Array.from({ length: clients }, (_, i) => i + 1),
+    'each write saw the one before it')
+  const conflicts = requests.filter((r) => r.status === 412).length
+  t.equal(results.reduce((sum, r) => sum + r.attempts, 0), clients + conflicts, 'every 412 was retried once')
+})
+
+test('a 412 refetches and reapplies the change; retries are bounded', async (t) => {
+  const origin = await exampleApi(t)
+  const url = `${origin}/items/1`
+  // Someone else writes between this client's read and its write, `times` times.
+  const interfering = (times: number) => {
+    let left = times
+    return async (item: Item) => {
+      if (left-- > 0) {
+        const tag = (await fetch(url)).headers.get('etag') as string
+        const other = await fetch(url, { method: 'PATCH', headers: { 'content-type': 'application/json', 'if-match': tag }, body: JSON.stringify({ name: `other ${left}` }) })
+        t.equal(other.status, 200)
+      }
+      return { ...item, count: item.count + 10 }
+    }
+  }
+  const recovered = await conditionalUpdate<Item>(url, interfering(2), { baseDelay: 1 })
+  t.equal(recovered.attempts, 3, 'two conflicts, then success')
+  t.equal((recovered.body as Item).count, 10)
+  t.equal((recovered.body as Item).name, 'other 0', 'the change was reapplied to the other writer\'s version')
+
+  const error = await conditionalUpdate<Item>(url, interfering(10), { maxAttempts: 3, baseDelay: 1 }).catch((e: unknown) => e)
+  t.type(error, PreconditionFailedError)
+  t.type(error, ConditionalUpdateError)
+  const failed = error as PreconditionFailedError
+  t.equal(failed.name, 'PreconditionFailedError')
+  t.equal(failed.status, 412)
+  t.equal(failed.attempts, 3)
+  t.equal(failed.method, 'PUT')
+  t.equal(failed.url, url)
+  t.equal(failed.problem?.code, ProblemCode.PRECONDITION_FAILED)
+  t.equal(failed.problem?.etag, (await fetch(url)).headers.get('etag'), 'the problem names the current tag')
+  t.match(failed.message, /failed its precondition on all 3 attempts: If-Match does not match/)
+})
+
+test('the backoff is full jitter, doubling, capped', async (t) => {
+  t.equal(retryDelay(1, 50, 2000, () => 0), 0)
+  t.equal(retryDelay(1, 50, 2000, () => 0.999999), 49)
+  t.equal(retryDelay(3, 50, 2000, () => 0.999999), 199)
+  t.equal(retryDelay(20, 50, 2000, () => 0.999999), 1999, 'capped at maxDelay')
+  t.equal(retryDelay(0, 50, 2000, () => 0.5), 25)
+  for (let i = 0; i < 100; i++) {
+    const delay = retryDelay(4, 10, 1000)
+    t.ok(delay >= 0 && delay < 80, 'within [0, base · 2^(n−1))')
+  }
+})
+
+test('428, 503 and other answers surface as typed errors with the problem details', async (t) => {
+  const app = Fastify()
+  await app.register(fastifyPrecondition)
+  app.get('/dated', async (_request, reply) => reply.header('last-modified', 'Thu, 01 Jan 2026 00:00:00 GMT').send({ v: 1 }))
+  app.put('/dated', { concurrency: { require: 'if-none-match' } }, async () => ({ ok: true }))
+  app.get('/weak', async (_request, reply) => reply.header('etag', 'W/"1"').header('last-modified', 'Thu, 01 Jan 2026 00:00:00 GMT').send({ v: 1 }))
+  app.put('/weak', { concurrency: { require: 'if-unmodified-since' } }, async (_request, reply) => reply.code(204).send())
+  app.get('/bare', async () => ({ v: 1 }))
+  app.get('/locked', async (_request, reply) => reply.header('etag', '"1"').send({ v: 1 }))
+  app.put('/locked', { concurrency: { validators: () => ({ etag: '"1"' }), lock: true } }, async () => ({ ok: true }))
+  app.get('/broken', async (_request, reply) => reply.header('etag', '"1"').send({ v: 1 }))
+  app.put('/broken', async (_request, reply) => reply.code(500).type('text/plain').send('oops'))
+  const origin = await listen(t, app)
+
+  const required = await conditionalUpdate(`${origin}/dated`, (v) => v).catch((e: unknown) => e) as PreconditionRequiredError
+  t.type(required, PreconditionRequiredError)
+  t.equal(required.status, 428)
+  t.same(required.problem?.required, ['If-None-Match'])
+  t.equal(required.attempts, 1)
+
+  const dated = await conditionalUpdate(`${origin}/weak`, (v) => v)
+  t.equal(dated.status, 204, 'a weak tag is passed over for If-Unmodified-Since')
+  t.equal(dated.body, null)
+
+  const bare = await conditionalUpdate(`${origin}/bare`, (v) => v).catch((e: unknown) => e) as UnexpectedResponseError
+  t.type(bare, UnexpectedResponseError)
+  t.match(bare.message, /neither a strong ETag nor Last-Modified/)
+
+  const missing = await conditionalUpdate(`${origin}/nothing`, (v) => v).catch((e: unknown) => e) as UnexpectedResponseError
+  t.type(missing, UnexpectedResponseError)
+  t.equal(missing.status, 404)
+  t.equal(missing.method, 'GET')
+  t.equal(missing.attempts, 0)
+
+  const broken = await conditionalUpdate(`${origin}/broken`, (v) => v).catch((e: unknown) => e) as UnexpectedResponseError
+  t.type(broken, UnexpectedResponseError)
+  t.equal(broken.status, 500)
+  t.equal(broken.problem, null, 'a body that is not JSON is no problem document')
+
+  const locked = Fastify()
+  await locked.register(fastifyPrecondition, {
+    retryAfter: 3,
+    lockStore: { acquire () { throw new Error('store down') } }
+  })
+  locked.get('/r', async (_request, reply) => reply.header('etag', '"1"').send({ v: 1 }))
+  locked.put('/r', { concurrency: { validators: () => ({ etag: '"1"' }) } }, async () => ({ ok: true }))
+  const lockedOrigin = await listen(t, locked)
+  const unavailable = await conditionalUpdate(`${lockedOrigin}/r`, (v) => v).catch((e: unknown) => e) as ServiceUnavailableError
+  t.type(unavailable, ServiceUnavailableError)
+  t.equal(unavailable.status, 503)
+  t.equal(unavailable.retryAfter, 3)
+  t.equal(unavailable.problem?.code, ProblemCode.LOCK_UNAVAILABLE)
+  t.equal(unavailable.attempts, 1)
+})
+
+test('options are checked, and an abort stops the retries', async (t) => {
+  for (const options of [{ maxAttempts: 0 }, { maxAttempts: 1.5 }, { baseDelay: -1 }, { maxDelay: Infinity }, { baseDelay: Number.NaN }]) {
+    await t.rejects(conditionalUpdate('http://127.0.0.1:1/', (v) => v, options), TypeError, JSON.stringify(options))
+  }
+  const origin = await exampleApi(t)
+  const url = `${origin}/items/1`
+  const controller = new AbortController()
+  let changes = 0
+  const aborted = conditionalUpdate<Item>(url, async (item) => {
+    changes++
+    const tag = (await fetch(url)).headers.get('etag') as string
+    await fetch(url, { method: 'PATCH', headers: { 'content-type': 'application/json', 'if-match': tag }, body: '{"count":99}' })
+    setTimeout(() => controller.abort(new Error('gave up')), 5)
+    return item
+  }, { signal: controller.signal, baseDelay: 60_000, maxDelay: 60_000, maxAttempts: 5 })
+  await t.rejects(aborted, { message: 'gave up' }, 'the abort ends the backoff wait')
+  t.equal(changes, 1)
+  const before = new AbortController()
+  before.abort(new Error('never started'))
+  await t.rejects(conditionalUpdate(url, (v) => v, { signal: before.signal }), { message: 'never started' })
+})
+
+test('bodiless answers, JSON that is not, and an abort right after a 412', async (t) => {
+  // A scripted server: each call takes the next response.
+  const scripted = (responses: Array<() => Response>): typeof fetch => async () => (responses.shift() as () => Response)()
+  const json = { 'content-type': 'application/json' }
+  const item = () => new Response('{"v":1}', { headers: { ...json, etag: '"1"' } })
+
+  const quiet = await conditionalUpdate('http://127.0.0.1:1/r', (v) => v, {
+    baseDelay: 0,
+    signal: new AbortController().signal,
+    fetch: scripted([item, () => new Response(null, { status: 412 }), item, () => new Response(null, { status: 204 })])
+  })
+  t.same({ status: quiet.status, attempts: quiet.attempts, body: quiet.body, etag: quiet.etag }, { status: 204, attempts: 2, body: null, etag: null })
+
+  const empty = await conditionalUpdate('http://127.0.0.1:1/r', (v) => v, { fetch: scripted([() => new Response(null, { status: 200 })]) })
+    .catch((e: unknown) => e) as UnexpectedResponseError
+  t.type(empty, UnexpectedResponseError, 'a GET without validators or body')
+
+  const garbled = await conditionalUpdate('http://127.0.0.1:1/r', (v) => v, {
+    fetch: scripted([item, () => new Response('{"type":', { status: 500, headers: json })])
+  }).catch((e: unknown) => e) as UnexpectedResponseError
+  t.equal(garbled.status, 500)
+  t.equal(garbled.problem, null, 'JSON that does not parse is no problem document')
+
+  const busy = await conditionalUpdate('http://127.0.0.1:1/r', (v) => v, {
+    fetch: scripted([item, () => new Response(null, { status: 503, headers: { 'retry-after': 'Fri, 02 Jan 2026 00:00:00 GMT' } }), item, () => new Response(null, { status: 503 })])
+  }).catch((e: unknown) => e) as ServiceUnavailableError
+  t.equal(busy.retryAfter, null, 'a Retry-After date is not a number of seconds')
+  const silent = await conditionalUpdate('http://127.0.0.1:1/r', (v) => v, {
+    fetch: scripted([item, () => new Response(null, { status: 503 })])
+  }).catch((e: unknown) => e) as ServiceUnavailableError
+  t.equal(silent.retryAfter, null, 'no Retry-After')
+  t.equal(silent.problem, null)
+
+  const controller = new AbortController()
+  const aborting: typeof fetch = async (input, init) => {
+    const response = await scripted([() => new Response('{}', { status: 412, headers: json })])(input, init)
+    controller.abort(new Error('stopped after the 412'))
+    return response
+  }
+  let reads = 0
+  const stopped = conditionalUpdate('http://127.0.0.1:1/r', (v) => v, {
+    signal: controller.signal,
+    fetch: async (input, init) => init?.method === 'GET' ? (reads++, item()) : aborting(input, init)
+  })
+  await t.rejects(stopped, { message: 'stopped after the 412' })
+  t.equal(reads, 1, 'no second read after the abort')
+})
