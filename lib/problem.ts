@@ -177,7 +177,9 @@ export function canonicalHeaderName (name: string): string {
 
 function mergeMessages (option: ProblemMessagesOption | undefined): ProblemMessages {
   if (option === undefined) return defaultMessages
-  if (typeof option !== 'object' || option === null) {
+  // A misspelt group ("title") would silently leave every text in English: refuse it.
+  if (typeof option !== 'object' || option === null || Array.isArray(option) ||
+    Object.keys(option).some((group) => group !== 'titles' && group !== 'details')) {
     throw invalidOption('messages', 'messages must be an object with optional "titles" and "details"')
   }
   const merged: ProblemMessages = {
@@ -187,9 +189,9 @@ function mergeMessages (option: ProblemMessagesOption | undefined): ProblemMessa
   for (const group of ['titles', 'details'] as const) {
     const given = option[group]
     if (given === undefined) continue
-    if (typeof given !== 'object' || given === null) throw invalidOption('messages', `messages.${group} must be an object`)
+    if (typeof given !== 'object' || given === null || Array.isArray(given)) throw invalidOption('messages', `messages.${group} must be an object`)
     for (const [key, text] of Object.entries(given)) {
-      if (!(key in merged[group])) {
+      if (!Object.hasOwn(merged[group], key)) {
         throw invalidOption('messages', `messages.${group}.${key} is not a known message; known: ${Object.keys(merged[group]).join(', ')}`)
       }
       if (typeof text !== 'string' || text.length === 0) throw invalidOption('messages', `messages.${group}.${key} must be a non-empty string`)
