@@ -1,0 +1,83 @@
+// A throwaway redis-server on a free loopback port, for the Redis lock store tests. Nothing is
+// persisted (no RDB, no AOF); `stop` and `start` again on the same port simulate an outage.
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
+import { once } from 'node:events'
+import { createServer } from 'node:net'
+import { tmpdir } from 'node:os'
+
+export const REDIS_MISSING = 'redis-server not found on PATH; install it (apt-get install -y redis-server) to run the Redis lock store tests'
+
+/** Whether a redis-server binary can be run here. */
+export function hasRedisServer (): boolean {
+  const probe = spawnSync('redis-server', ['--version'], { stdio: 'ignore' })
+  return probe.error === undefined && probe.status === 0
+}
+
+async function freePort (): Promise<number> {
+  const server = createServer()
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  const { port } = server.address() as { port: number }
+  server.close()
+  await once(server, 'close')
+  return port
+}
+
+export class RedisServer {
+  port = 0
+  private child: ChildProcess | null = null
+
+  /** Starts redis-server (on the same port as before when restarting) and waits until it accepts connections. */
+  async start (): Promise<void> {
+    if (this.child !== null) throw new Error('redis-server is already running')
+    if (this.port === 0) this.port = await freePort()
+    const child = spawn('redis-server', [
+      '--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no',
+      '--dir', tmpdir(), '--loglevel', 'notice', '--logfile', ''
+    ], { stdio: ['ignore', 'pipe', 'pipe'] })
+    this.child = child
+    let output = ''
+    const ready = new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`redis-server did not start within 5 s:\n${output}`)), 5000)
+      const onData = (chunk: Buffer): void => {
+        output += chunk.toString()
+        if (output.includes('Ready to accept connections')) {
+          clearTimeout(timer)
+          resolve()
+        }
+      }
+      child.stdout!.on('data', onData)
+      child.stderr!.on('data', onData)
+      child.once('exit', (code) => {
+        clearTimeout(timer)
+        reject(new Error(`redis-server exited with ${String(code)}:\n${output}`))
+      })
+    })
+    try {
+      await ready
+    } catch (error) {
+      this.child = null
+      throw error
+    }
+    // Keep draining so a chatty server never blocks on a full pipe.
+    child.stdout!.resume()
+    child.stderr!.resume()
+  }
+
+  /** Stops the server and waits for it to exit. */
+  async stop (): Promise<void> {
+    const child = this.child
+    if (child === null) return
+    this.child = null
+    if (child.exitCode !== null || child.signalCode !== null) return
+    const exited = once(child, 'exit')
+    child.kill('SIGTERM')
+    const timer = setTimeout(() => child.kill('SIGKILL'), 3000)
+    await exited
+    clearTimeout(timer)
+  }
+
+  get running (): boolean {
+    return this.child !== null
+  }
+}
