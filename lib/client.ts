@@ -1,7 +1,26 @@
 // The client side of a lost-update-safe write: read, change, write back conditionally, and on
 // 412 read again and reapply the change. Uses the global fetch (Node 20+, browsers, Deno) and
 // nothing else, so API clients can import it without the plugin or Fastify.
-import type { ProblemDetails } from './problem.js'
+
+/**
+ * An RFC 9457 problem document as the client parsed it. The plugin's 412, 428 and 503 bodies
+ * carry every member; other servers may send fewer, so all are optional here. Declared here
+ * rather than taken from the server side, so the client's types need neither Fastify nor TypeBox.
+ */
+export interface ProblemDetails {
+  type?: string
+  title?: string
+  status?: number
+  detail?: string
+  instance?: string
+  /** The plugin's error code, e.g. `FST_PRECONDITION_FAILED`. */
+  code?: string
+  /** 428: the header fields, any one of which the server accepts. */
+  required?: string[]
+  /** 412: the current entity-tag of the resource. */
+  etag?: string
+  [member: string]: unknown
+}
 
 /** Options of `conditionalUpdate`; all optional. */
 export interface ConditionalUpdateOptions {
