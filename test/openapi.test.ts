@@ -360,3 +360,26 @@ test('an app that shares the problem schema itself can still document its routes
   const res = await app.inject({ method: 'PUT', url: '/r' })
   t.equal(res.statusCode, 428)
 })
+
+test('TypeBox schemas and routes in prefixed plugins are documented too', async (t) => {
+  const { Type } = await import('typebox')
+  const app = await documentedApp()
+  await app.register(async (child) => {
+    child.put('/items/:id', {
+      schema: {
+        params: Type.Object({ id: Type.String() }),
+        headers: Type.Object({ 'x-tenant': Type.String() }),
+        response: { 200: Type.Object({ id: Type.String() }) }
+      },
+      concurrency: { require: 'if-match', validators }
+    }, async (request) => ({ id: (request.params as { id: string }).id }))
+  }, { prefix: '/v1' })
+  await app.ready()
+  const put = operation(app.swagger() as Json, '/v1/items/{id}', 'put')
+  t.equal(header(put, 'x-tenant')?.required, true)
+  t.equal(header(put, 'If-Match')?.required, true)
+  t.ok(put.responses['200'].headers.ETag)
+  t.ok(put.responses['428'])
+  const res = await app.inject({ method: 'PUT', url: '/v1/items/1', headers: { 'x-tenant': 'a', 'if-match': '"v1"' } })
+  t.same(res.json(), { id: '1' }, 'the TypeBox response schema still serializes')
+})
