@@ -299,6 +299,15 @@ test('a failing Redis command is LockUnavailableError', async (t) => {
   t.match(result.error?.message, /enableOfflineQueue/)
   const odd = redisLockStore({ client: fakeClient(t, { set: () => Promise.reject('not an error') }) }) // eslint-disable-line prefer-promise-reject-errors
   t.match((await settle(odd.acquire('k', 1000))).error?.message, /not an error/)
+  const flaky = fakeClient(t, { status: 'ready' })
+  const queued = redisLockStore({ client: flaky })
+  const first = await queued.acquire('k', 1000)
+  const second = settle(queued.acquire('k', 1000))
+  ;(flaky as { status: string }).status = 'reconnecting'
+  await first.release()
+  const turnedAway = await second
+  t.ok(turnedAway.error instanceof LockUnavailableError, 'a write queued in this process is turned away when its turn comes with Redis gone')
+  t.equal(queued.size, 0)
   for (const status of ['reconnecting', 'close', 'end']) {
     const down = redisLockStore({ client: fakeClient(t, { status }) })
     const refused = await settle(down.acquire('k', 1000))

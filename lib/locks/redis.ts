@@ -1,7 +1,7 @@
 // The lock store for many processes: one Redis mutex per resource key, from redis-semaphore, so
 // the lock protocol (SET NX PX, owner-checked refresh and delete) is the library's, not ours.
 // Only this subpath imports ioredis and redis-semaphore; the main entry never does.
-import { Mutex, TimeoutError } from 'redis-semaphore'
+import { Mutex } from 'redis-semaphore'
 import { invalidOption, LockTimeoutError, LockUnavailableError } from '../errors.js'
 import { MemoryLockStore } from './memory.js'
 import type { Lease, LockStore } from './types.js'
@@ -125,12 +125,15 @@ export class RedisLockStore implements LockStore {
     return this.queue.size
   }
 
+  private unreachable (): LockUnavailableError | null {
+    const status = this.client.status
+    return status !== undefined && UNREACHABLE.has(status) ? new LockUnavailableError(`the Redis connection is ${status}`) : null
+  }
+
   acquire (key: string, timeout: number): Promise<Lease> {
     if (this.closed) return Promise.reject(new LockUnavailableError('the server is closing'))
-    const status = this.client.status
-    if (status !== undefined && UNREACHABLE.has(status)) {
-      return Promise.reject(new LockUnavailableError(`the Redis connection is ${status}`))
-    }
+    const unreachable = this.unreachable()
+    if (unreachable !== null) return Promise.reject(unreachable)
     const deadline = Date.now() + timeout
     const local = this.queue.acquire(key, timeout)
     if (!(local instanceof Promise)) return this.acquireRedis(key, local, timeout, timeout)
@@ -138,10 +141,17 @@ export class RedisLockStore implements LockStore {
   }
 
   private acquireRedis (key: string, local: Lease, timeout: number, wait: number): Promise<Lease> {
+    // Redis may have gone away while this write queued behind others in this process.
+    const unreachable = this.unreachable()
+    if (unreachable !== null) {
+      local.release()
+      return Promise.reject(unreachable)
+    }
     const onLockLost = this.onLockLost
     const mutex = new LeaseMutex(this.client, this.prefix + key, {
       lockTimeout: this.ttl,
-      acquireTimeout: Math.max(wait, 1),
+      // The wait ends by the timer below, which aborts the library's polling loop.
+      acquireTimeout: Number.POSITIVE_INFINITY,
       retryInterval: this.retryInterval,
       refreshInterval: Math.max(Math.floor(this.ttl / 3), 1),
       onLockLost (error) { onLockLost(error, key) }
@@ -163,8 +173,8 @@ export class RedisLockStore implements LockStore {
         }
       }
       attempts.add(attempt)
-      // A Redis call can wait in ioredis' offline queue far past the library's own acquire
-      // timeout, so the wait is bounded here too.
+      // Bounded here rather than by the library's acquireTimeout, which is only checked between
+      // attempts: a Redis call can wait in ioredis' offline queue far longer.
       const timer = setTimeout(() => {
         attempt.fail(client.status === undefined || client.status === 'ready'
           ? new LockTimeoutError(timeout, key)
@@ -181,9 +191,7 @@ export class RedisLockStore implements LockStore {
         attempts.delete(attempt)
         resolve(new RedisLease(mutex, local))
       }, (error: unknown) => {
-        attempt.fail(error instanceof TimeoutError
-          ? new LockTimeoutError(timeout, key)
-          : new LockUnavailableError(error instanceof Error ? error.message : String(error)))
+        attempt.fail(new LockUnavailableError(error instanceof Error ? error.message : String(error)))
       })
     })
   }
