@@ -125,7 +125,7 @@ export class RedisLockStore implements LockStore {
     return this.queue.size
   }
 
-  private unreachable (): LockUnavailableError | null {
+  private unreachable (): Error | null {
     const status = this.client.status
     return status !== undefined && UNREACHABLE.has(status) ? new LockUnavailableError(`the Redis connection is ${status}`) : null
   }
