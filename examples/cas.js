@@ -24,12 +24,10 @@ export class ItemsTable {
     return row === undefined ? null : { ...row }
   }
 
-  // INSERT INTO items (id, name, version) VALUES (?, ?, 1) ON CONFLICT (id) DO NOTHING
+  // INSERT INTO items (id, name, version) VALUES (?, ?, 1)
   async insert (id, name) {
     await new Promise((resolve) => setImmediate(resolve))
-    if (this.#rows.has(id)) return 0
     this.#rows.set(id, { id, name, version: 1 })
-    return 1
   }
 
   // UPDATE items SET name = ?, version = version + 1 WHERE id = ? [AND version IN (…)]
@@ -55,7 +53,7 @@ function versionOf (tag) {
 export async function buildCasApp (options = {}) {
   const app = Fastify({ logger: options.logger ?? false })
   await app.register(fastifyPrecondition)
-  const table = options.table ?? new ItemsTable()
+  const table = new ItemsTable()
   await table.insert('1', 'first item')
 
   const params = { type: 'object', properties: { id: { type: 'string' } }, required: ['id'] }
@@ -103,9 +101,10 @@ export async function buildCasApp (options = {}) {
 }
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
-  const app = await buildCasApp({ logger: process.env.LOG === '1' })
-  await app.listen({ port: Number(process.env.PORT ?? 3001), host: process.env.HOST ?? '127.0.0.1' })
-  const url = `http://${process.env.HOST ?? '127.0.0.1'}:${app.server.address().port}/items/1`
+  const { PORT = '3001', HOST = '127.0.0.1', LOG } = process.env
+  const app = await buildCasApp({ logger: LOG === '1' })
+  await app.listen({ port: Number(PORT), host: HOST })
+  const url = `http://${HOST}:${app.server.address().port}/items/1`
   console.log(`compare-and-swap example on ${url}
   curl -i ${url}
   curl -i -X PUT ${url} -H 'Content-Type: application/json' -H 'If-Match: "v1"' -d '{"name":"renamed"}'

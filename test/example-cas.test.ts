@@ -1,5 +1,6 @@
 // examples/cas.js: the compare-and-swap write path with no lock at all. The version check in the
 // UPDATE statement alone gives one winner per tag.
+import { spawn } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import { test, type Test } from 'tap'
 import { send } from './helpers/http.js'
@@ -65,4 +66,26 @@ test('50 concurrent PUTs with the same tag and no lock: the UPDATE lets exactly 
   t.same(statuses, { 200: 1, 412: 49 })
   const winner = results.find((r) => r.status === 200)!
   t.equal((await send(port, { path: '/items/1' })).json().name, winner.json().name, 'the stored name is the winner\'s')
+})
+
+test('node examples/cas.js: the printed commands do what they say', async (t) => {
+  const child = spawn(process.execPath, [example], { env: { ...process.env, PORT: '0', HOST: '127.0.0.1' }, stdio: ['ignore', 'pipe', 'inherit'] })
+  t.teardown(() => { child.kill('SIGTERM') })
+  let output = ''
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('the example did not start within 10 s')), 10_000)
+    child.stdout.on('data', (chunk: Buffer) => {
+      output += chunk.toString()
+      if (output.includes('# 412')) {
+        clearTimeout(timer)
+        resolve()
+      }
+    })
+    child.once('exit', (code) => reject(new Error(`the example exited with ${String(code)}`)))
+  })
+  const port = Number(/127\.0\.0\.1:(\d+)\/items\/1/.exec(output)?.[1])
+  t.ok(port > 0, 'prints where it listens')
+  t.equal((await send(port, { path: '/items/1' })).headers.etag, '"v1"')
+  t.equal((await put(port, { 'if-match': '"v1"' }, 'renamed')).status, 200, 'the first PUT')
+  t.equal((await put(port, { 'if-match': '"v1"' }, 'again')).status, 412, 'the second, marked 412')
 })
