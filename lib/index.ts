@@ -395,9 +395,12 @@ function buildStageHook (policy: Policy, state: PluginState) {
       readValidators(req, reply, done)
       return
     }
+    const raw = reply.raw as GuardedResponse
+    // The client left before this hook ran: its 'close' has fired, so nothing would release a lock
+    // taken now. Take none, and let no handler run unguarded.
+    if (raw.destroyed) return
     const guard = new WriteGuard(request)
     req[kGuard] = guard
-    const raw = reply.raw as GuardedResponse
     raw[kGuard] = guard
     raw.on('close', onResponseClose)
     let lease: Lease | Promise<Lease>

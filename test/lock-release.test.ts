@@ -435,3 +435,30 @@ test('a lock store that throws is a 503, and one that fails to release is logged
   t.match(log, /release threw/)
   t.match(log, /closing the lock store failed/)
 })
+
+test('a client that left before the lock was asked for: no lock is taken, no handler runs', async (t) => {
+  const app = Fastify()
+  const store = new MemoryLockStore()
+  await app.register(fastifyPrecondition, { lockStore: store, lockTimeout: LOCK_TIMEOUT })
+  let handled = 0
+  app.put('/late', {
+    // Slow work before the plugin's hook: the client is gone by the time it runs.
+    preHandler: async () => { await sleep(80) },
+    concurrency: { validators: () => ({ etag: '"1"' }), key: () => 'shared' }
+  }, async () => {
+    handled++
+    return 'written'
+  })
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  t.teardown(() => app.close())
+  const port = (app.server.address() as { port: number }).port
+  const socket = await partialRequest(port, 'PUT', '/late', { 'if-match': '"1"' }, 2, '{}')
+  await sleep(20)
+  socket.destroy()
+  await sleep(120)
+  t.equal(handled, 0, 'the handler did not run for the departed client')
+  t.equal(store.size, 0, 'no lock is held')
+  const next = await send(port, { method: 'PUT', path: '/late', headers: { 'if-match': '"1"' }, body: {} })
+  t.equal(next.status, 200)
+  t.equal(handled, 1)
+})
