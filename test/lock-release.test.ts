@@ -202,6 +202,35 @@ test('a callback-style handler whose client left releases once it answers', asyn
   t.equal(h.store.size, 0)
 })
 
+test('Fastify\'s handlerTimeout answers early, but the lock stays until the handler is done', async (t) => {
+  // Injected: over a socket, Fastify 5.12 clears the handler timer once the request body is read.
+  const app = Fastify()
+  const store = new MemoryLockStore()
+  await app.register(fastifyPrecondition, { lockStore: store, lockTimeout: 1000 })
+  const item = { version: 1, finished: 0 }
+  const validators = () => ({ etag: `"${item.version}"` })
+  app.put('/slow', { handlerTimeout: 50, concurrency: { validators, key: () => 'item' } }, async () => {
+    await sleep(150) // a write that ignores request.signal
+    item.version++
+    item.finished++
+    return item
+  })
+  app.put('/fast', { concurrency: { validators, key: () => 'item' } }, async () => {
+    item.version++
+    return item
+  })
+  const timedOut = await app.inject({ method: 'PUT', url: '/slow', headers: { 'if-match': '"1"' } })
+  t.equal(timedOut.statusCode, 503, 'the client is told the handler timed out')
+  t.equal(timedOut.json().code, 'FST_ERR_HANDLER_TIMEOUT')
+  t.equal(item.finished, 0, 'while the handler still runs')
+  const racing = await app.inject({ method: 'PUT', url: '/fast', headers: { 'if-match': '"1"' } })
+  t.equal(item.finished, 1, 'the next write waited for the timed-out one to finish')
+  t.equal(racing.statusCode, 412, 'and then saw its change')
+  t.equal((await app.inject({ method: 'PUT', url: '/fast', headers: { 'if-match': '"2"' } })).statusCode, 200)
+  t.equal(store.size, 0)
+  await app.close()
+})
+
 test('a hijacked reply releases the lock once its response has finished', async (t) => {
   const h = await harness(t, {
     '/hijack': {
