@@ -6,7 +6,7 @@ import { invalidOption, LockTimeoutError, LockUnavailableError } from '../errors
 import { MemoryLockStore } from './memory.js'
 import type { Lease, LockStore } from './types.js'
 
-/** An ioredis client (`Redis`, or `Cluster` when every key lives on one node). */
+/** An ioredis client: a `Redis` (what the tests use) or a `Cluster` (each lock is a single key). */
 export type RedisLockClient = ConstructorParameters<typeof Mutex>[0] & { readonly status?: string }
 
 export interface RedisLockStoreOptions {
