@@ -78,7 +78,7 @@ test('redis lock store', { skip }, async (t) => {
     const timedOut = await settle(two.acquire('k', 100))
     t.ok(timedOut.error instanceof LockTimeoutError, 'timed out')
     t.equal(timedOut.error?.code, ProblemCode.LOCK_TIMEOUT)
-    t.ok(Date.now() - started < 400, 'after about the wait it was given')
+    t.ok(Date.now() - started < 1000, 'after about the wait it was given, not when the key was released')
     t.equal(two.size, 0, 'the local turn was given back')
     const waiting = two.acquire('k', 2000)
     await sleep(50)
@@ -122,9 +122,11 @@ test('redis lock store', { skip }, async (t) => {
   t.test('a lease is released only by its owner; its loss is reported', async (t) => {
     const lost: string[] = []
     const client = connect()
+    // A long ttl for the owner check, so no renewal notices the deletion before the release does.
+    const owner1 = redisLockStore({ client, ttl: 5000, prefix: 'test-e:', onLockLost: (error, key) => { lost.push(`${key}: ${error.message}`) } })
     const store = redisLockStore({ client, ttl: 300, prefix: 'test-e:', onLockLost: (error, key) => { lost.push(`${key}: ${error.message}`) } })
     const other = redisLockStore({ client: connect(), ttl: 5000, prefix: 'test-e:' })
-    const stale = await store.acquire('k', 1000)
+    const stale = await owner1.acquire('k', 1000)
     await client.del('mutex:test-e:k') // as if the lease had expired
     const fresh = await other.acquire('k', 1000)
     const owner = await client.get('mutex:test-e:k')
@@ -165,7 +167,7 @@ test('redis lock store', { skip }, async (t) => {
       t.ok(result.error instanceof LockUnavailableError)
       t.match(result.error?.message, /closing/)
     }
-    t.ok(Date.now() - started < 200)
+    t.ok(Date.now() - started < 1000, 'at once, not after the 5 s wait')
     t.ok((await settle(store.acquire('x', 100))).error instanceof LockUnavailableError)
     await held.release()
     t.equal(await client.exists('mutex:test-g:k'), 0)
@@ -209,7 +211,7 @@ test('redis lock store', { skip }, async (t) => {
     const versionAtOutage = item.version
     const started = Date.now()
     const refused = await put()
-    t.ok(Date.now() - started < 200, `answered at once (${Date.now() - started} ms), not after the 2 s lock timeout`)
+    t.ok(Date.now() - started < 1000, `answered at once (${Date.now() - started} ms), not after the 2 s lock timeout`)
     t.equal(refused.status, 503)
     t.equal(refused.headers['retry-after'], '1')
     t.match(refused.json(), { status: 503, code: ProblemCode.LOCK_UNAVAILABLE, instance: '/item' })
