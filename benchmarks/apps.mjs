@@ -1,0 +1,200 @@
+// The servers the scenarios compare. Each builder returns { listen, close, app?, stats? }; a server
+// process (server.mjs) runs exactly one of them. Every Fastify app has the logger off and the
+// same route handlers, so a pair differs only in what the scenario measures.
+import Fastify from 'fastify'
+import fastifyPrecondition, { MemoryLockStore, strongEtag } from 'fastify-precondition'
+import { representation } from './payloads.mjs'
+
+// A bounded set of resources: the load generator spreads writes over these keys.
+const KEYS = 1024
+
+// The handler every PUT runs, with and without the plugin: store the parsed body, answer JSON.
+function putHandler (request, reply) {
+  bodies.set(request.params.id, request.body)
+  reply.send({ id: request.params.id, saved: true })
+}
+const bodies = new Map()
+
+const putSchema = {
+  params: { type: 'object', properties: { id: { type: 'string' } }, required: ['id'] },
+  body: { type: 'object', properties: { name: { type: 'string' }, count: { type: 'integer' } } }
+}
+
+// The version of each resource stays fixed, so every request's If-Match keeps matching (or,
+// with a stale tag, keeps failing) for the whole run.
+const versions = new Map()
+for (let i = 0; i < KEYS; i++) versions.set(String(i), { etag: '"v1"' })
+const putValidators = (request) => versions.get(request.params.id) ?? null
+
+function listenFastify (app) {
+  return {
+    app,
+    async listen () {
+      await app.listen({ host: '127.0.0.1', port: 0 })
+      return app.server.address().port
+    },
+    close: () => app.close()
+  }
+}
+
+async function pluginPut (concurrency, pluginOptions) {
+  const app = Fastify({ logger: false })
+  await app.register(fastifyPrecondition, pluginOptions)
+  app.put('/items/:id', {
+    schema: putSchema,
+    concurrency: { require: 'if-match', validators: putValidators, ...concurrency }
+  }, putHandler)
+  return app
+}
+
+// GET representations: a small one for 200s and a 10 KB one for 304s, each with the validators
+// a store would keep next to it.
+function item (bytes) {
+  const body = representation(bytes)
+  return { body, etag: strongEtag(body), lastModified: new Date('2026-01-01T00:00:00Z') }
+}
+export const SMALL_ITEM = item(200)
+export const ITEM_10K = item(10 * 1024)
+
+function getRoute (app, stored, concurrency) {
+  app.get('/items/:id', {
+    schema: { params: putSchema.params },
+    concurrency
+  }, function getHandler (_request, reply) {
+    reply.type('application/json').send(stored.body)
+  })
+}
+
+export const builders = {
+  /** Fastify with no plugin: the baseline of every PUT scenario. */
+  async 'bare-put' () {
+    const app = Fastify({ logger: false })
+    app.put('/items/:id', { schema: putSchema }, putHandler)
+    return listenFastify(app)
+  },
+
+  /** The plugin's PUT: If-Match required, sync validators, memory lock (the default). */
+  async 'plugin-put' () {
+    return listenFastify(await pluginPut({}))
+  },
+
+  async 'plugin-put-onrequest' () {
+    return listenFastify(await pluginPut({ stage: 'onRequest' }))
+  },
+
+  async 'plugin-put-prehandler' () {
+    return listenFastify(await pluginPut({ stage: 'preHandler' }))
+  },
+
+  /** The plugin's PUT with the Redis lock store; redis-server's port comes from the environment. */
+  async 'plugin-put-redis' () {
+    const { default: Redis } = await import('ioredis')
+    const { redisLockStore } = await import('fastify-precondition/redis')
+    const client = new Redis({ host: '127.0.0.1', port: Number(process.env.BENCH_REDIS_PORT), lazyConnect: true })
+    await client.connect()
+    const app = await pluginPut({}, { lockStore: redisLockStore({ client }) })
+    const server = listenFastify(app)
+    return {
+      app,
+      listen: server.listen,
+      async close () {
+        await app.close()
+        client.disconnect()
+      }
+    }
+  },
+
+  /**
+   * The memory run's server: its own MemoryLockStore, so the lock map can be inspected, and a
+   * handler that keeps nothing, so what grows is the plugin's or Fastify's.
+   */
+  async 'memory-put' () {
+    const store = new MemoryLockStore()
+    const app = Fastify({ logger: false })
+    await app.register(fastifyPrecondition, { lockStore: store })
+    const current = { etag: '"v1"' }
+    app.put('/items/:id', {
+      schema: { params: putSchema.params },
+      concurrency: { require: 'if-match', validators: () => current }
+    }, function handler (request, reply) {
+      reply.send({ id: request.params.id, saved: true })
+    })
+    return { ...listenFastify(app), stats: () => ({ lockMapSize: store.size }) }
+  },
+
+  /** The memory run's baseline: the same route with no plugin, to tell whose memory grows. */
+  async 'memory-bare' () {
+    const app = Fastify({ logger: false })
+    app.put('/items/:id', { schema: { params: putSchema.params } }, function handler (request, reply) {
+      reply.send({ id: request.params.id, saved: true })
+    })
+    return listenFastify(app)
+  },
+
+  /** Fastify with no plugin, serving a 200 B representation. */
+  async 'bare-get' () {
+    const app = Fastify({ logger: false })
+    getRoute(app, SMALL_ITEM)
+    return listenFastify(app)
+  },
+
+  /** The same GET with validators: 200 with ETag and Last-Modified, or 304. */
+  async 'plugin-get' () {
+    const app = Fastify({ logger: false })
+    await app.register(fastifyPrecondition)
+    getRoute(app, SMALL_ITEM, { validators: () => SMALL_ITEM })
+    return listenFastify(app)
+  },
+
+  async 'plugin-get-10k' () {
+    const app = Fastify({ logger: false })
+    await app.register(fastifyPrecondition)
+    getRoute(app, ITEM_10K, { validators: () => ITEM_10K })
+    return listenFastify(app)
+  },
+
+  /** @fastify/etag hashing the 10 KB representation the handler produced, answering 304 on a match. */
+  async 'etag-get-10k' () {
+    const { default: fastifyEtag } = await import('@fastify/etag')
+    const app = Fastify({ logger: false })
+    await app.register(fastifyEtag)
+    getRoute(app, ITEM_10K)
+    return listenFastify(app)
+  },
+
+  /**
+   * restify 11 with its conditionalRequest plugin, set up as its docs show: a handler sets
+   * res.etag before the checks. The 428 check is a hand-written handler before the body is read,
+   * as restify has none; errors are restify-errors, as restify apps answer them.
+   */
+  async 'restify-put' () {
+    const { default: restify } = await import('restify')
+    const { default: errors } = await import('restify-errors')
+    const server = restify.createServer({ handleUncaughtExceptions: false })
+    server.put('/items/:id',
+      function requireIfMatch (req, _res, next) {
+        if (req.headers['if-match'] === undefined) return next(new errors.PreconditionRequiredError('send If-Match with the ETag a GET returned'))
+        next()
+      },
+      ...restify.plugins.bodyParser(),
+      function setValidators (req, res, next) {
+        const current = versions.get(req.params.id)
+        // restify compares If-Match members with their quotes removed against res.etag.
+        if (current !== undefined) res.etag = current.etag.slice(1, -1)
+        next()
+      },
+      ...restify.plugins.conditionalRequest(),
+      function handler (req, res, next) {
+        bodies.set(req.params.id, req.body)
+        res.header('ETag', versions.get(req.params.id).etag)
+        res.send({ id: req.params.id, saved: true })
+        next()
+      })
+    return {
+      listen: () => new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve(server.address().port))),
+      close: () => new Promise((resolve) => server.close(() => resolve()))
+    }
+  }
+}
+
+export { KEYS }

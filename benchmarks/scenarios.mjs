@@ -1,0 +1,133 @@
+// The scenarios of the precondition path, each measured against its baseline (issue table).
+// `a` is the server measured, `b` its baseline; ratios are a / b. A target names the metric,
+// `min` for throughput (higher is better) and `max` for CPU per request (lower is better).
+import { ITEM_10K } from './apps.mjs'
+
+const json = { 'content-type': 'application/json' }
+// Writes: each connection on its own resource, so the locks are never contended unless a
+// scenario says so. Reads take no lock: all on one resource.
+const put = (headers, body = 'small', keys = 'per-connection') => ({ method: 'PUT', path: '/items/{key}', keys, headers: { ...json, ...headers }, body })
+const get = (headers) => ({ method: 'GET', path: '/items/{key}', keys: 1, headers })
+
+const MATCHING = { 'if-match': '"v1"' }
+const STALE = { 'if-match': '"v0"' }
+
+export const scenarios = [
+  {
+    // Two identical servers: how far apart the harness puts equals on this machine.
+    id: 'control',
+    title: 'control: bare Fastify PUT against itself',
+    a: 'bare-put',
+    b: 'bare-put',
+    spec: put(MATCHING),
+    expect: { a: 200, b: 200 },
+    targets: []
+  },
+  {
+    id: 'put-match',
+    title: 'PUT, matching If-Match, memory lock, sync validators',
+    a: 'plugin-put',
+    b: 'bare-put',
+    spec: put(MATCHING),
+    expect: { a: 200, b: 200 },
+    targets: [{ metric: 'rps', min: 0.93 }, { metric: 'cpu', max: 1.08 }]
+  },
+  {
+    id: 'put-428',
+    title: 'PUT without If-Match → 428',
+    a: 'plugin-put',
+    b: 'bare-put',
+    spec: put({}),
+    expect: { a: 428, b: 200 },
+    targets: [{ metric: 'rps', min: 1.0 }]
+  },
+  {
+    id: 'put-412',
+    title: 'PUT, stale If-Match → 412',
+    a: 'plugin-put',
+    b: 'bare-put',
+    spec: put(STALE),
+    expect: { a: 412, b: 200 },
+    targets: [{ metric: 'rps', min: 1.0 }]
+  },
+  {
+    id: 'put-412-1mb-onrequest',
+    title: 'PUT, stale If-Match, 1 MB body, stage onRequest',
+    a: 'plugin-put-onrequest',
+    b: 'plugin-put-prehandler',
+    baseline: 'the same with stage preHandler',
+    spec: put(STALE, 'large'),
+    connections: 4,
+    expect: { a: 412, b: 412 },
+    targets: [{ metric: 'rps', min: 2.0 }]
+  },
+  {
+    id: 'get-304-10k',
+    title: 'GET 304 via validators, 10 KB representation',
+    a: 'plugin-get-10k',
+    b: 'etag-get-10k',
+    baseline: '@fastify/etag answering the same 304',
+    spec: get({ 'if-none-match': ITEM_10K.etag }),
+    expect: { a: 304, b: 304 },
+    targets: [{ metric: 'rps', min: 1.3 }]
+  },
+  {
+    id: 'get-200',
+    title: 'GET 200 via validators (ETag and Last-Modified set)',
+    a: 'plugin-get',
+    b: 'bare-get',
+    baseline: 'bare Fastify GET',
+    spec: get({}),
+    expect: { a: 200, b: 200 },
+    targets: [{ metric: 'rps', min: 0.95 }]
+  },
+  {
+    id: 'put-match-one-key',
+    title: 'PUT, matching If-Match, all connections on one resource (lock contended)',
+    a: 'plugin-put',
+    b: 'bare-put',
+    spec: put(MATCHING, 'small', 1),
+    expect: { a: 200, b: 200 },
+    targets: []
+  },
+  {
+    id: 'restify-200',
+    title: 'restify conditionalRequest: PUT, matching If-Match → 200',
+    a: 'restify-put',
+    b: 'plugin-put',
+    baseline: 'this plugin, same request',
+    spec: put(MATCHING),
+    expect: { a: 200, b: 200 },
+    targets: []
+  },
+  {
+    id: 'restify-428',
+    title: 'restify: PUT without If-Match → 428 (hand-written check)',
+    a: 'restify-put',
+    b: 'plugin-put',
+    baseline: 'this plugin, same request',
+    spec: put({}),
+    expect: { a: 428, b: 428 },
+    targets: []
+  },
+  {
+    id: 'restify-412',
+    title: 'restify conditionalRequest: PUT, stale If-Match → 412',
+    a: 'restify-put',
+    b: 'plugin-put',
+    baseline: 'this plugin, same request',
+    spec: put(STALE),
+    expect: { a: 412, b: 412 },
+    targets: []
+  },
+  {
+    id: 'put-match-redis',
+    title: 'PUT, matching If-Match, Redis lock store',
+    a: 'plugin-put-redis',
+    b: 'bare-put',
+    spec: put(MATCHING),
+    expect: { a: 200, b: 200 },
+    needsRedis: true,
+    targets: [{ metric: 'rps', min: 0.5 }]
+  }
+]
