@@ -183,15 +183,16 @@ function guardHandler (handler: RouteOptions['handler']): RouteOptions['handler'
     // that left: the promise cannot tell it from a handler that finished without answering.)
     if (result !== reply && isThenable(result)) {
       guard.inHandler = true
-      return Promise.resolve(result).then((value) => {
+      // Watch the handler's own promise and hand that same promise to Fastify: returning a
+      // promise chained on it cost Fastify an extra microtask hop per write (0.84x bare PUT
+      // throughput against 0.94x, benchmarks/RESULTS.md). Registered first, this reaction still
+      // runs before Fastify's; it also handles a rejection, which Fastify answers from `result`.
+      const over = (): void => {
         guard.inHandler = false
         guard.settle()
-        return value
-      }, (error: unknown) => {
-        guard.inHandler = false
-        guard.settle()
-        throw error
-      })
+      }
+      result.then(over, over)
+      return result
     }
     if (guard.answered) guard.settle()
     return result
