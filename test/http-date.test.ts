@@ -193,3 +193,12 @@ test('formatHttpDate writes IMF-fixdate at whole seconds', async (t) => {
   t.equal(formatHttpDate(new Date(Date.UTC(2024, 1, 29, 23, 5, 9))), 'Thu, 29 Feb 2024 23:05:09 GMT')
   t.equal(parseHttpDate(formatHttpDate(Date.UTC(2015, 9, 21, 7, 28, 0, 500))), utc(2015, 10, 21, 7, 28, 0))
 })
+
+test('formatHttpDate called again and again answers for the time it is given each time', async (t) => {
+  const first = Date.UTC(2026, 0, 1, 12, 0, 0)
+  const sequence = [first, first + 999, first + 1000, first, new Date(first + 1000), first - 1, NaN, NaN, new Date(NaN), first]
+  for (const time of sequence) {
+    const expected = (typeof time === 'number' ? new Date(time) : time).toUTCString()
+    t.equal(formatHttpDate(time), expected, `${String(time)} after the one before`)
+  }
+})
