@@ -67,6 +67,33 @@ function getRoute (app, stored, concurrency) {
   })
 }
 
+/** An ioredis client of the benchmark's redis-server, counting the commands it sends. */
+async function redisClient () {
+  const { default: Redis } = await import('ioredis')
+  const client = new Redis({ host: '127.0.0.1', port: Number(process.env.BENCH_REDIS_PORT), lazyConnect: true })
+  await client.connect()
+  // Every command ioredis sends waits for its own reply: one round trip each, however the
+  // writes are batched. (Redis' own statistics also count the commands a script runs.)
+  const counter = { client, sent: 0 }
+  const sendCommand = client.sendCommand
+  client.sendCommand = function countedSendCommand (...args) {
+    counter.sent++
+    return sendCommand.apply(this, args)
+  }
+  return counter
+}
+
+function listenWithRedis (app, redis) {
+  return {
+    ...listenFastify(app),
+    stats: () => ({ redisRoundTrips: redis.sent }),
+    async close () {
+      await app.close()
+      redis.client.disconnect()
+    }
+  }
+}
+
 export const builders = {
   /** Fastify with no plugin: the baseline of every PUT scenario. */
   async 'bare-put' () {
@@ -90,20 +117,26 @@ export const builders = {
 
   /** The plugin's PUT with the Redis lock store; redis-server's port comes from the environment. */
   async 'plugin-put-redis' () {
-    const { default: Redis } = await import('ioredis')
     const { redisLockStore } = await import('fastify-precondition/redis')
-    const client = new Redis({ host: '127.0.0.1', port: Number(process.env.BENCH_REDIS_PORT), lazyConnect: true })
-    await client.connect()
-    const app = await pluginPut({}, { lockStore: redisLockStore({ client }) })
-    const server = listenFastify(app)
-    return {
-      app,
-      listen: server.listen,
-      async close () {
-        await app.close()
-        client.disconnect()
+    const redis = await redisClient()
+    return listenWithRedis(await pluginPut({}, { lockStore: redisLockStore({ client: redis.client }) }), redis)
+  },
+
+  /**
+   * The floor under any Redis lock that takes two round trips through ioredis: a store that only
+   * sends SET NX PX and DEL, with no owner check, renewal or timeout. Not safe; a yardstick.
+   */
+  async 'plugin-put-redis-floor' () {
+    const redis = await redisClient()
+    const { client } = redis
+    const release = function () { return client.del(this.key) }
+    const store = {
+      acquire (key) {
+        const lease = { key: 'floor:' + key, release }
+        return client.set(lease.key, '1', 'PX', 10_000, 'NX').then(() => lease)
       }
     }
+    return listenWithRedis(await pluginPut({}, { lockStore: store }), redis)
   },
 
   /**
@@ -137,6 +170,40 @@ export const builders = {
   async 'bare-get' () {
     const app = Fastify({ logger: false })
     getRoute(app, SMALL_ITEM)
+    return listenFastify(app)
+  },
+
+  /** A GET that sets ETag and Last-Modified by hand, as a route without the plugin would. */
+  async 'bare-get-validators' () {
+    const app = Fastify({ logger: false })
+    app.get('/items/:id', { schema: { params: putSchema.params } }, async function getHandler (_request, reply) {
+      reply.header('etag', SMALL_ITEM.etag).header('last-modified', SMALL_ITEM.lastModified.toUTCString()).type('application/json')
+      return SMALL_ITEM.body
+    })
+    return listenFastify(app)
+  },
+
+  /**
+   * The PUT checks written by hand in two hooks, as the issue measured them: 428 from onRequest,
+   * 412 from preHandler, the ETag set by the handler; no lock, no problem details.
+   */
+  async 'hand-put' () {
+    const app = Fastify({ logger: false })
+    app.put('/items/:id', {
+      schema: putSchema,
+      onRequest (request, reply, done) {
+        if (request.headers['if-match'] === undefined) reply.code(428).send({ title: 'Precondition Required' })
+        else done()
+      },
+      preHandler (request, reply, done) {
+        const current = putValidators(request)
+        if (current === null || request.headers['if-match'] !== current.etag) reply.code(412).send({ title: 'Precondition Failed' })
+        else done()
+      }
+    }, async function handler (request, reply) {
+      reply.header('etag', putValidators(request).etag)
+      return putHandler(request)
+    })
     return listenFastify(app)
   },
 

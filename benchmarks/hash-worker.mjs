@@ -9,7 +9,7 @@ const fastifyEtagDefault = ((hash) => (payload) => '"' + hash(payload) + '"')(
 
 const quick = process.argv.includes('--quick')
 const pairs = quick ? 5 : 10
-const blockMs = quick ? 100 : 250
+const blockMs = quick ? 50 : 250
 
 let sink = 0
 function opsPerSecond (fn, payload) {

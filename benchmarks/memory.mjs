@@ -37,7 +37,7 @@ async function one (server, { writes, keys, warmup, log }) {
 }
 
 export async function runMemory ({ quick, log }) {
-  const options = { writes: quick ? 100_000 : 1_000_000, keys: quick ? 10_000 : 100_000, warmup: 20_000, log }
+  const options = { writes: quick ? 50_000 : 1_000_000, keys: quick ? 5_000 : 100_000, warmup: quick ? 10_000 : 20_000, log }
   try {
     const plugin = await one('memory-put', options)
     const bare = await one('memory-bare', options)

@@ -51,6 +51,15 @@ export const scenarios = [
     targets: [{ metric: 'rps', min: 1.0 }]
   },
   {
+    id: 'put-412-onrequest',
+    title: 'PUT, stale If-Match → 412, stage onRequest',
+    a: 'plugin-put-onrequest',
+    b: 'bare-put',
+    spec: put(STALE),
+    expect: { a: 412, b: 200 },
+    targets: []
+  },
+  {
     id: 'put-412-1mb-onrequest',
     title: 'PUT, stale If-Match, 1 MB body, stage onRequest',
     a: 'plugin-put-onrequest',
@@ -80,6 +89,26 @@ export const scenarios = [
     spec: get({}),
     expect: { a: 200, b: 200 },
     targets: [{ metric: 'rps', min: 0.95 }]
+  },
+  {
+    id: 'get-200-hand',
+    title: 'GET 200 via validators',
+    a: 'plugin-get',
+    b: 'bare-get-validators',
+    baseline: 'bare Fastify GET setting ETag and Last-Modified by hand',
+    spec: get({}),
+    expect: { a: 200, b: 200 },
+    targets: []
+  },
+  {
+    id: 'put-match-hand',
+    title: 'PUT, matching If-Match, memory lock, sync validators',
+    a: 'plugin-put',
+    b: 'hand-put',
+    baseline: 'hand-written If-Match checks in two hooks, no lock',
+    spec: put(MATCHING),
+    expect: { a: 200, b: 200 },
+    targets: []
   },
   {
     id: 'put-match-one-key',
@@ -129,5 +158,15 @@ export const scenarios = [
     expect: { a: 200, b: 200 },
     needsRedis: true,
     targets: [{ metric: 'rps', min: 0.5 }]
+  },
+  {
+    id: 'put-match-redis-floor',
+    title: 'PUT, matching If-Match, a bare two-command Redis lock (SET NX PX, DEL: the floor, not a safe lock)',
+    a: 'plugin-put-redis-floor',
+    b: 'bare-put',
+    spec: put(MATCHING),
+    expect: { a: 200, b: 200 },
+    needsRedis: true,
+    targets: []
   }
 ]

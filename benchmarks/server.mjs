@@ -24,7 +24,7 @@ try {
 process.on('message', async (message) => {
   if (message.type === 'cpu') {
     const { user, system } = process.cpuUsage()
-    process.send({ type: 'cpu', id: message.id, micros: user + system, rss: process.memoryUsage.rss() })
+    process.send({ type: 'cpu', id: message.id, micros: user + system, rss: process.memoryUsage.rss(), ...server.stats?.() })
   } else if (message.type === 'memory') {
     // Two full collections: the first may only queue finalizers that the second completes.
     globalThis.gc?.()
