@@ -309,7 +309,8 @@ function summarize (scenario, allPairs, problems) {
 
 function targetText (targets) {
   if (targets.length === 0) return 'report'
-  return targets.map((t) => `${t.metric === 'rps' ? 'req/s' : 'CPU/req'} ${t.min !== undefined ? '≥ ' + t.min.toFixed(2) : '≤ ' + t.max.toFixed(2)} ${t.met ? '✅' : '❌'}`).join('<br>')
+  return targets.map((t) => `${t.metric === 'rps' ? 'req/s' : 'CPU/req'} ${t.min !== undefined ? '≥ ' + t.min.toFixed(2) : '≤ ' + t.max.toFixed(2)}` +
+    (t.value === undefined ? '' : `: ${t.value.toFixed(3)} ${t.met ? '✅' : '❌'}`)).join('<br>')
 }
 
 function table (results) {
@@ -320,7 +321,7 @@ function table (results) {
   for (const { scenario, result } of results) {
     const baseline = scenario.baseline ?? 'bare Fastify PUT'
     if (result.skipped) {
-      lines.push(`| ${scenario.title} | ${baseline} | skipped: ${result.skipped} | | | | | ${targetText(scenario.targets.map((t) => ({ ...t, met: false }))).replaceAll('❌', '—')} |`)
+      lines.push(`| ${scenario.title} | ${baseline} | skipped: ${result.skipped} | | | | | ${targetText(scenario.targets)} |`)
       continue
     }
     if (result.failed) {
@@ -398,7 +399,7 @@ async function main () {
   let text = `${table(results)}\n`
   if (output.memory) text += `\n${memoryText(output.memory)}\n`
   if (output.hash) text += `\n${hashTable(output.hash)}\n`
-  text += `\n${output.machine.nproc} CPUs (${output.machine.cpu}), node ${output.machine.node}; \`${output.command}\`: ${settings.pairs} pairs of ${settings.duration} s bursts wanted over ${settings.generations} generations of server processes (up to ${settings.maxAttempts} measured; a pair is disturbed when a CPU spent over ${Math.round(settings.maxForeign * 100)}% of a burst on other work), ${settings.connections} connections; ${output.seconds} s; load average ${output.loadAverage.start.map((n) => n.toFixed(2)).join(' ')} → ${output.loadAverage.end.map((n) => n.toFixed(2)).join(' ')}\n`
+  text += `\n${output.machine.nproc} CPUs (${output.machine.cpu}), node ${output.machine.node}; \`${output.command}\`: ${settings.pairs} pairs of ${settings.duration} s bursts wanted over ${settings.generations} generation${settings.generations === 1 ? '' : 's'} of server processes (up to ${settings.maxAttempts} measured; a pair is disturbed when a CPU spent over ${Math.round(settings.maxForeign * 100)}% of a burst on other work), ${settings.connections} connections; ${output.seconds} s; load average ${output.loadAverage.start.map((n) => n.toFixed(2)).join(' ')} → ${output.loadAverage.end.map((n) => n.toFixed(2)).join(' ')}\n`
   process.stdout.write(text)
   writeFileSync(args.out, JSON.stringify(output, null, 2) + '\n')
   log(`wrote ${args.out.startsWith(root) ? args.out.slice(root.length) : args.out}`)
