@@ -20,7 +20,7 @@ import type {
 import type { ServerResponse } from 'node:http'
 import { normalizeEtag } from './entity-tag.js'
 import { invalidOption, ProblemCode } from './errors.js'
-import { evaluate, Outcome, outcomeStatus, type Validators } from './evaluate.js'
+import { evaluate, Outcome, outcomeStatus, type ConditionalHeaders, type Validators } from './evaluate.js'
 import { formatHttpDate } from './http-date.js'
 import { MemoryLockStore } from './locks/memory.js'
 import type { Lease, LockStore } from './locks/types.js'
@@ -90,11 +90,13 @@ declare module 'fastify' {
 const kValidators = Symbol('fastify-precondition.validators')
 const kGuard = Symbol('fastify-precondition.guard')
 const kParsed = Symbol('fastify-precondition.parsed')
+const kHeaders = Symbol('fastify-precondition.headers')
 
 type PreconditionRequest = FastifyRequest & {
   [kValidators]: Validators | null | undefined
   [kGuard]: WriteGuard | null
   [kParsed]: Preconditions | null
+  [kHeaders]: ConditionalHeaders | null
 }
 type GuardedResponse = ServerResponse & { [kGuard]?: WriteGuard }
 
@@ -207,7 +209,6 @@ interface PluginState {
 }
 
 function validatePluginOptions (options: FastifyPreconditionOptions): void {
-  if (typeof options !== 'object' || options === null) return
   const { lockStore, lockTimeout, retryAfter, exposeEtag, problemTypeBase, documentRoutes } = options
   if (lockStore !== undefined && lockStore !== 'memory' &&
     (typeof lockStore !== 'object' || lockStore === null || typeof lockStore.acquire !== 'function')) {
@@ -248,11 +249,12 @@ const plugin: FastifyPluginAsync<FastifyPreconditionOptions> = async function fa
   fastify.decorateRequest(kValidators as unknown as string, undefined)
   fastify.decorateRequest(kGuard as unknown as string, null)
   fastify.decorateRequest(kParsed as unknown as string, null)
+  fastify.decorateRequest(kHeaders as unknown as string, null)
   fastify.decorateRequest('preconditions', {
     getter (this: FastifyRequest): Preconditions {
       const request = this as PreconditionRequest
       let parsed = request[kParsed]
-      if (parsed === null) parsed = request[kParsed] = parsePreconditions(request.headers)
+      if (parsed === null) parsed = request[kParsed] = parsePreconditions(request[kHeaders] ?? request.headers)
       return parsed
     }
   })
@@ -290,6 +292,19 @@ const plugin: FastifyPluginAsync<FastifyPreconditionOptions> = async function fa
   /* c8 ignore next -- fastify-plugin metadata below is what tests observe */
 }
 
+function keepConditionalHeaders (request: FastifyRequest, _reply: FastifyReply, done: HookHandlerDoneFunction): void {
+  const headers = request.headers
+  ;(request as PreconditionRequest)[kHeaders] = {
+    'if-match': headers['if-match'],
+    'if-none-match': headers['if-none-match'],
+    'if-modified-since': headers['if-modified-since'],
+    'if-unmodified-since': headers['if-unmodified-since'],
+    'if-range': headers['if-range'],
+    range: headers.range
+  }
+  done()
+}
+
 /** Route hooks as a fresh array: user arrays are shared with Fastify's automatic HEAD route. */
 function appendHook (routeOptions: RouteOptions, name: 'onRequest' | 'preHandler' | 'onSend', hook: unknown): void {
   const existing = routeOptions[name] as unknown
@@ -314,6 +329,12 @@ function wireRoute (routeOptions: RouteOptions, policy: Policy, state: PluginSta
   if (policy.validators === null && !policy.lock) return
 
   const stageHook = buildStageHook(policy, state)
+  if ((routeOptions.schema as { headers?: unknown } | undefined)?.headers !== undefined) {
+    // A headers schema with additionalProperties: false makes Ajv delete the conditional headers
+    // it does not list before preHandler runs, which would turn a guarded write into an unguarded
+    // one. Keep them as they arrived.
+    appendHook(routeOptions, 'onRequest', keepConditionalHeaders)
+  }
   appendHook(routeOptions, policy.stage, stageHook)
   if (policy.stage === 'onRequest' && policy.lock) {
     // The lock is taken before the body is read; Fastify still runs the handler for a client
@@ -346,7 +367,7 @@ function buildStageHook (policy: Policy, state: PluginState) {
       done(new TypeError(`concurrency.validators must return { etag?, lastModified? } or null; got ${typeof current}`))
       return
     }
-    const outcome = evaluate(request.method, request.headers, current)
+    const outcome = evaluate(request.method, request[kHeaders] ?? request.headers, current)
     request[kValidators] = current
     if (outcome === Outcome.PROCEED || outcome === Outcome.IGNORE_RANGE) {
       // §13.2.2 step 5: a failed If-Range means the whole representation, so Range goes.

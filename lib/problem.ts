@@ -164,9 +164,8 @@ export class ProblemWriter {
 
   /** 503 with Retry-After when the resource's lock could not be taken. */
   sendLockProblem (reply: FastifyReply, code: string, url: string): void {
-    const head = this.lockHeads[code] ?? this.lockHeads[ProblemCode.LOCK_UNAVAILABLE]
     reply.code(503).header('content-type', PROBLEM_CONTENT_TYPE).header('retry-after', this.retryAfter)
-      .send(head + JSON.stringify(requestPath(url)) + ',"code":"' + (code in this.lockHeads ? code : ProblemCode.LOCK_UNAVAILABLE) + '"}')
+      .send(this.lockHeads[code] + JSON.stringify(requestPath(url)) + ',"code":"' + code + '"}')
   }
 }
 

@@ -361,3 +361,22 @@ test('lock-only routes serialise writes without validators', async (t) => {
   t.same(results.map((r) => r.statusCode), [200, 200, 200, 200, 200])
   t.equal(most, 1)
 })
+
+test('a headers schema with additionalProperties: false cannot strip If-Match into an unguarded write', async (t) => {
+  const app = Fastify({ ajv: { customOptions: { removeAdditional: 'all' } } })
+  await app.register(fastifyPrecondition)
+  let writes = 0
+  app.put('/strict', {
+    schema: { headers: { type: 'object', properties: { 'x-tenant': { type: 'string' } }, additionalProperties: false } },
+    concurrency: { validators: () => ({ etag: '"a"' }) }
+  }, async (request) => {
+    writes++
+    return { ifMatch: request.preconditions.ifMatch }
+  })
+  const stale = await app.inject({ method: 'PUT', url: '/strict', headers: { 'if-match': '"old"', 'x-tenant': 't' } })
+  t.equal(stale.statusCode, 412)
+  t.equal(writes, 0)
+  const current = await app.inject({ method: 'PUT', url: '/strict', headers: { 'if-match': '"a"', 'x-tenant': 't' } })
+  t.equal(current.statusCode, 200)
+  t.same(current.json(), { ifMatch: ['"a"'] }, 'request.preconditions sees the header as sent')
+})
