@@ -24,7 +24,7 @@ import { evaluate, Outcome, outcomeStatus, type ConditionalHeaders, type Validat
 import { formatHttpDate } from './http-date.js'
 import { MemoryLockStore } from './locks/memory.js'
 import type { Lease, LockStore } from './locks/types.js'
-import { toPolicy, type ConcurrencyOptions, type Policy } from './policy.js'
+import { isSafe, toPolicy, type ConcurrencyOptions, type Policy } from './policy.js'
 import { hasUsablePrecondition, parsePreconditions, type Preconditions } from './preconditions.js'
 import { ProblemWriter, requestPath, type ProblemMessagesOption } from './problem.js'
 import { documentRoute, shareProblemSchema } from './schema.js'
@@ -99,10 +99,6 @@ type PreconditionRequest = FastifyRequest & {
   [kHeaders]: ConditionalHeaders | null
 }
 type GuardedResponse = ServerResponse & { [kGuard]?: WriteGuard }
-
-function isSafe (method: string): boolean {
-  return method === 'GET' || method === 'HEAD' || method === 'OPTIONS' || method === 'TRACE'
-}
 
 function isThenable<T> (value: unknown): value is PromiseLike<T> {
   return value !== null && typeof value === 'object' && typeof (value as PromiseLike<T>).then === 'function'

@@ -32,6 +32,11 @@ export interface Policy {
   lock: boolean
 }
 
+/** Methods that never change a resource: never refused with 428, never locked. */
+export function isSafe (method: string): boolean {
+  return method === 'GET' || method === 'HEAD' || method === 'OPTIONS' || method === 'TRACE'
+}
+
 const KEYS = new Set(['require', 'validators', 'stage', 'key', 'lock'])
 const REQUIRABLE = new Set<string>(['if-match', 'if-unmodified-since', 'if-none-match'])
 

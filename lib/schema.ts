@@ -13,7 +13,7 @@ import type { FastifyInstance, FastifyReply, RouteOptions } from 'fastify'
 import { ProblemCode } from './errors.js'
 import { strongEtag } from './etag.js'
 import { Outcome } from './evaluate.js'
-import type { Policy, RequirableHeader } from './policy.js'
+import { isSafe, type Policy, type RequirableHeader } from './policy.js'
 import { canonicalHeaderName, ProblemDetailsSchema, type ProblemDetails, type ProblemWriter } from './problem.js'
 
 type Schema = Record<string, unknown>
@@ -22,7 +22,6 @@ const PROBLEM_CONTENT = 'application/problem+json'
 const PROBLEM_SCHEMA_ID = (ProblemDetailsSchema as { $id?: string }).$id as string
 const PROBLEM_REF = { $ref: PROBLEM_SCHEMA_ID + '#' }
 const EXAMPLE_ETAG = strongEtag('{"id":"1","name":"example"}')
-const SAFE = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE'])
 const STATUS_2XX = /^2(?:\d\d|xx)$/i
 
 /**
@@ -56,7 +55,7 @@ export function documentRoute (routeOptions: RouteOptions, policy: Policy, probl
 
 function documentedSchema (declared: Schema, routeOptions: RouteOptions, policy: Policy, problems: ProblemWriter): Schema {
   const methods = Array.isArray(routeOptions.method) ? routeOptions.method : [routeOptions.method]
-  const writeMethods = methods.filter((method) => !SAFE.has(method))
+  const writeMethods = methods.filter((method) => !isSafe(method))
   const writes = writeMethods.length > 0
   const reads = methods.some((method) => method === 'GET' || method === 'HEAD')
   // One schema documents every method of a route: a header is only marked required when every
