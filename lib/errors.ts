@@ -37,7 +37,8 @@ export const ProblemCode = {
   PRECONDITION_REQUIRED: 'FST_PRECONDITION_REQUIRED',
   PRECONDITION_FAILED: 'FST_PRECONDITION_FAILED',
   LOCK_TIMEOUT: 'FST_PRECONDITION_LOCK_TIMEOUT',
-  LOCK_UNAVAILABLE: 'FST_PRECONDITION_LOCK_UNAVAILABLE'
+  LOCK_UNAVAILABLE: 'FST_PRECONDITION_LOCK_UNAVAILABLE',
+  LOCK_LOST: 'FST_PRECONDITION_LOCK_LOST'
 } as const
 
 /** A lock store throws (or rejects with) this when a key stayed held past the wait limit. */
@@ -50,3 +51,10 @@ export const LockTimeoutError = createError(ProblemCode.LOCK_TIMEOUT,
  */
 export const LockUnavailableError = createError(ProblemCode.LOCK_UNAVAILABLE,
   'The lock store is unavailable: %s', 503)
+
+/**
+ * The reason a lease's `signal` aborts with: the store found the lease expired or held by another
+ * while its request still ran, so another writer may have written meanwhile.
+ */
+export const LockLostError = createError(ProblemCode.LOCK_LOST,
+  'The lease on "%s" was lost: %s', 503)

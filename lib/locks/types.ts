@@ -1,8 +1,21 @@
 /**
  * A held lock. `release` must be safe to call once per acquisition; the plugin calls it exactly
- * once, when the response has finished or the request was aborted.
+ * once, when the response has finished (or the handler is over, whichever is later) or the
+ * request was given up before its handler ran.
  */
 export interface Lease {
+  /**
+   * A fencing token: it grows with every acquisition of the key, across every process sharing
+   * the store, so a data store can refuse a write whose token is older than the last one it saw.
+   */
+  readonly token: number
+  /**
+   * Aborted, with a `LockLostError` as its reason, as soon as the store learns that the lease was
+   * lost (found expired or owned by another at a renewal, or at release). Never aborted by a
+   * store whose leases cannot be lost.
+   */
+  readonly signal: AbortSignal
+  /** Gives the key back. Must not throw for a lease that was lost; report the loss through `signal`. */
   release (): void | Promise<void>
 }
 
@@ -14,10 +27,11 @@ export interface Lease {
  * `LockTimeoutError` when the key stays held past `timeout` milliseconds, and with any other
  * error (ideally `LockUnavailableError`) when the backend cannot be reached: the plugin then
  * answers 503 and never runs the handler unguarded. Returning a lease synchronously is allowed
- * and saves a tick when the key is free.
+ * and saves a tick when the key is free. An acquisition that is given up (timeout, failed
+ * command, closing server) must not leave the key held.
  */
 export interface LockStore {
   acquire (key: string, timeout: number): Lease | Promise<Lease>
-  /** Called from the Fastify instance's onClose: clear timers, reject waiters. */
+  /** Called from the Fastify instance's preClose: clear timers, reject waiters. */
   close? (): void | Promise<void>
 }
