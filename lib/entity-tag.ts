@@ -20,9 +20,10 @@ function isEtagc (c: number): boolean {
 /**
  * Parses an entity-tag list header field value. Returns `'*'` for a lone star, otherwise the
  * valid members in order, each as sent (`"xyz"` or `W/"xyz"`). An empty array means the field
- * was present but held no valid member.
+ * was present but held no valid member. With `strict`, one invalid member (a `*` in a list
+ * among them) makes the whole field invalid: an empty array.
  */
-export function parseEntityTags (value: string): EntityTagCondition {
+export function parseEntityTags (value: string, strict = false): EntityTagCondition {
   const length = value.length
   // The common case, one well-formed strong tag, costs a scan and no intermediate strings.
   if (length >= 2 && value.charCodeAt(0) === DQUOTE && value.charCodeAt(length - 1) === DQUOTE) {
@@ -71,6 +72,7 @@ export function parseEntityTags (value: string): EntityTagCondition {
         continue
       }
     }
+    if (strict) return []
     // Drop the invalid member: resume after the next comma that is outside a quoted string
     // as far as this member's own quotes go. Every character is passed once.
     while (i < length && value.charCodeAt(i) !== COMMA) i++
@@ -137,6 +139,25 @@ export function anyWeakMatch (tags: string[], current: string): boolean {
     if (weakCompare(tags[i], current)) return true
   }
   return false
+}
+
+/** True when `value` is exactly one entity-tag: `"…"` or `W/"…"` with only etagc inside. */
+export function isEntityTag (value: string): boolean {
+  const start = value.charCodeAt(0) === 0x57 && value.charCodeAt(1) === 0x2f ? 2 : 0
+  const last = value.length - 1
+  if (last - start < 1 || value.charCodeAt(start) !== DQUOTE || value.charCodeAt(last) !== DQUOTE) return false
+  for (let i = start + 1; i < last; i++) {
+    if (!isEtagc(value.charCodeAt(i))) return false
+  }
+  return true
+}
+
+/** True when `value` can be quoted into an entity-tag: etagc only, so no quote, space or control. */
+export function isOpaqueTag (value: string): boolean {
+  for (let i = 0; i < value.length; i++) {
+    if (!isEtagc(value.charCodeAt(i))) return false
+  }
+  return true
 }
 
 /**

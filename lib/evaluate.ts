@@ -9,8 +9,11 @@ import { parseHttpDate } from './http-date.js'
 export interface Validators {
   /** The entity-tag, quoted (`"v42"`, `W/"v42"`); a bare `v42` is quoted for you. */
   etag?: string
-  /** The last modification time; compared at whole seconds, as HTTP-dates carry no more. */
-  lastModified?: Date | number
+  /**
+   * The last modification time: a Date, epoch milliseconds, or an HTTP-date or ISO 8601 string.
+   * Compared at whole seconds, as HTTP-dates carry no more.
+   */
+  lastModified?: Date | number | string
 }
 
 /** The request header fields that evaluation reads. */
@@ -74,8 +77,12 @@ function field (value: string | string[] | undefined): string | undefined {
 }
 
 /** Seconds since the epoch, truncated: HTTP-dates have one-second resolution. */
-export function toWholeSeconds (time: Date | number | undefined): number {
+export function toWholeSeconds (time: Date | number | string | undefined): number {
   if (time === undefined) return NaN
+  if (typeof time === 'string') {
+    const seconds = parseHttpDate(time)
+    return Number.isNaN(seconds) ? Math.floor(Date.parse(time) / 1000) : seconds
+  }
   return Math.floor((typeof time === 'number' ? time : time.getTime()) / 1000)
 }
 
@@ -109,7 +116,9 @@ export function evaluate (method: string, headers: ConditionalHeaders, current: 
   // Step 3: If-None-Match; step 4: otherwise If-Modified-Since, on GET and HEAD only.
   const ifNoneMatch = field(headers['if-none-match'])
   if (ifNoneMatch !== undefined) {
-    const tags = parseEntityTags(ifNoneMatch)
+    // On a write every member must be valid: `*, "x"` is neither "any" nor a list, and a write
+    // that asked for a condition it did not state clearly is refused rather than done unguarded.
+    const tags = parseEntityTags(ifNoneMatch, !getOrHead)
     if (tags === '*') {
       if (current !== null) return getOrHead ? Outcome.NOT_MODIFIED : Outcome.IF_NONE_MATCH
     } else if (tags.length === 0) {

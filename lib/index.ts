@@ -17,28 +17,31 @@ import type {
   RouteGenericInterface,
   RouteOptions
 } from 'fastify'
-import type { ServerResponse } from 'node:http'
 import { normalizeEtag } from './entity-tag.js'
 import { invalidOption, ProblemCode } from './errors.js'
 import { evaluate, Outcome, outcomeStatus, type ConditionalHeaders, type Validators } from './evaluate.js'
 import { formatHttpDate } from './http-date.js'
 import { MemoryLockStore } from './locks/memory.js'
-import type { Lease, LockStore } from './locks/types.js'
-import { isSafe, toPolicy, type ConcurrencyOptions, type Policy } from './policy.js'
+import type { LockStore } from './locks/types.js'
+import { checkHeaders, isSafe, toPolicy, type ConcurrencyOptions, type Policy } from './policy.js'
 import { hasUsablePrecondition, parsePreconditions, type Preconditions } from './preconditions.js'
-import { ProblemWriter, requestPath, type ProblemMessagesOption } from './problem.js'
+import { ProblemWriter, type ProblemMessagesOption } from './problem.js'
+import { routeKey } from './resource-key.js'
 import { documentRoute, shareProblemSchema } from './schema.js'
+import { checkValidators } from './validators.js'
+import { gateHandler, kGate, type RequestLock, type WriteGate } from './write-gate.js'
 
 export { strongEtag } from './etag.js'
 export { evaluate, Outcome, outcomeStatus, outcomeHeader, type Validators, type ConditionalHeaders } from './evaluate.js'
 export { parseEntityTags, strongCompare, weakCompare, type EntityTagCondition } from './entity-tag.js'
 export { parseHttpDate, formatHttpDate } from './http-date.js'
 export { ProblemDetailsSchema, PROBLEM_CONTENT_TYPE, defaultMessages, type ProblemDetails, type ProblemMessages, type ProblemMessagesOption } from './problem.js'
-export { LockTimeoutError, LockUnavailableError, ProblemCode } from './errors.js'
+export { LockLostError, LockTimeoutError, LockUnavailableError, ProblemCode } from './errors.js'
 export { MemoryLockStore } from './locks/memory.js'
 export type { Lease, LockStore } from './locks/types.js'
 export type { ConcurrencyOptions, RequirableHeader } from './policy.js'
 export type { Preconditions } from './preconditions.js'
+export type { RequestLock } from './write-gate.js'
 
 /** Plugin options; all optional. */
 export interface FastifyPreconditionOptions {
@@ -76,6 +79,11 @@ declare module 'fastify' {
   interface FastifyRequest {
     /** The conditional request headers, parsed (fastify-precondition). */
     readonly preconditions: Preconditions
+    /**
+     * On a write that holds the resource's lock, its key, fencing token and lost-lease signal
+     * (fastify-precondition); `null` elsewhere.
+     */
+    readonly lock: RequestLock | null
   }
   interface FastifyReply {
     /**
@@ -88,112 +96,39 @@ declare module 'fastify' {
 
 // Per-request slots, declared up front so requests keep one shape.
 const kValidators = Symbol('fastify-precondition.validators')
-const kGuard = Symbol('fastify-precondition.guard')
 const kParsed = Symbol('fastify-precondition.parsed')
 const kHeaders = Symbol('fastify-precondition.headers')
 
 type PreconditionRequest = FastifyRequest & {
   [kValidators]: Validators | null | undefined
-  [kGuard]: WriteGuard | null
+  [kGate]: WriteGate | null
   [kParsed]: Preconditions | null
   [kHeaders]: ConditionalHeaders | null
 }
-type GuardedResponse = ServerResponse & { [kGuard]?: WriteGuard }
 
 function isThenable<T> (value: unknown): value is PromiseLike<T> {
   return value !== null && typeof value === 'object' && typeof (value as PromiseLike<T>).then === 'function'
-}
-
-/**
- * The lock a write holds, and when it may be let go: once the response is closed, unless the
- * handler is still running for a client that left, in which case once the handler is over.
- * Releasing earlier would let the next write in while this one still writes.
- */
-class WriteGuard {
-  lease: Lease | null = null
-  /** The response has closed (finished or the connection was lost). */
-  closed = false
-  /** The request was let through to the handler. */
-  started = false
-  /** The handler is over: its promise settled, or it (or a hook) answered through the reply. */
-  settled = false
-  /** Inside the handler: its call, and for an async handler until its promise settles. */
-  inHandler = false
-  /** The response passed onSend. */
-  answered = false
-  readonly request: FastifyRequest
-
-  constructor (request: FastifyRequest) {
-    this.request = request
-  }
-
-  /** The write is over: the lock goes as soon as the response has closed too. */
-  settle (): void {
-    this.settled = true
-    if (this.closed) this.release()
-  }
-
-  release (): void {
-    const lease = this.lease
-    if (lease === null) return
-    this.lease = null
-    try {
-      const released = lease.release()
-      if (isThenable(released)) released.then(undefined, logReleaseError.bind(this.request))
-    } catch (error) {
-      logReleaseError.call(this.request, error)
-    }
-  }
 }
 
 function logCloseError (this: FastifyInstance, error: unknown): void {
   this.log.warn({ err: error }, 'fastify-precondition: closing the lock store failed')
 }
 
-function logReleaseError (this: FastifyRequest, error: unknown): void {
-  this.log.warn({ err: error }, 'fastify-precondition: releasing a lock failed; it expires with its lease')
-}
-
-function onResponseClose (this: GuardedResponse): void {
-  const guard = this[kGuard] as WriteGuard
-  guard.closed = true
-  // A finished response with no onSend is a hijacked reply written by a handler that is done.
-  if (!guard.started || guard.settled || (this.writableFinished && !guard.inHandler)) guard.release()
+/** The conditional headers as they arrived: a strict headers schema may have stripped them since. */
+function conditionalHeaders (request: FastifyRequest): ConditionalHeaders {
+  return (request as PreconditionRequest)[kHeaders] ?? request.headers
 }
 
 /**
- * Marks when the handler is over. Fastify sends nothing for a client that left when an async
- * handler resolves undefined, so onSend alone would leave such a write's lock held for ever.
+ * An error thrown after plugin code handed control on (from a promise continuation, where no
+ * Fastify runner would catch it) goes to Fastify's error path while an answer is still possible,
+ * and to the log otherwise: never an unhandled rejection.
  */
-function guardHandler (handler: RouteOptions['handler']): RouteOptions['handler'] {
-  return function guardedHandler (this: ThisParameterType<RouteOptions['handler']>, request: FastifyRequest, reply: FastifyReply) {
-    const guard = (request as PreconditionRequest)[kGuard]
-    if (guard === null) return handler.call(this, request, reply)
-    guard.inHandler = true
-    let result
-    try {
-      result = handler.call(this, request, reply)
-    } finally {
-      guard.inHandler = false
-    }
-    // A synchronous `return reply` promises an answer through the reply: onSend ends that write.
-    // (An async handler's `return reply` resolves once the response ends, or at once for a client
-    // that left: the promise cannot tell it from a handler that finished without answering.)
-    if (result !== reply && isThenable(result)) {
-      guard.inHandler = true
-      // Watch the handler's own promise and hand that same promise to Fastify: returning a
-      // promise chained on it cost Fastify an extra microtask hop per write (0.84x bare PUT
-      // throughput against 0.94x, benchmarks/RESULTS.md). Registered first, this reaction still
-      // runs before Fastify's; it also handles a rejection, which Fastify answers from `result`.
-      const over = (): void => {
-        guard.inHandler = false
-        guard.settle()
-      }
-      result.then(over, over)
-      return result
-    }
-    if (guard.answered) guard.settle()
-    return result
+function reportError (request: FastifyRequest, reply: FastifyReply, error: unknown): void {
+  if (!reply.sent && !reply.raw.headersSent) {
+    reply.send(error)
+  } else {
+    request.log.error({ err: error }, 'fastify-precondition: error after the response started')
   }
 }
 
@@ -243,7 +178,8 @@ const plugin: FastifyPluginAsync<FastifyPreconditionOptions> = async function fa
   if (state.documentRoutes) shareProblemSchema(fastify)
 
   fastify.decorateRequest(kValidators as unknown as string, undefined)
-  fastify.decorateRequest(kGuard as unknown as string, null)
+  fastify.decorateRequest(kGate as unknown as string, null)
+  fastify.decorateRequest('lock', null)
   fastify.decorateRequest(kParsed as unknown as string, null)
   fastify.decorateRequest(kHeaders as unknown as string, null)
   fastify.decorateRequest('preconditions', {
@@ -311,6 +247,8 @@ function appendHook (routeOptions: RouteOptions, name: 'onRequest' | 'preHandler
 
 function wireRoute (routeOptions: RouteOptions, policy: Policy, state: PluginState): void {
   const { problems } = state
+  const methods = Array.isArray(routeOptions.method) ? routeOptions.method : [routeOptions.method]
+  const route = `${methods.join(',')} ${routeOptions.url}`
   if (policy.required !== null) {
     const required = policy.required
     const body = problems.required(required)
@@ -324,51 +262,52 @@ function wireRoute (routeOptions: RouteOptions, policy: Policy, state: PluginSta
   }
   if (policy.validators === null && !policy.lock) return
 
-  const stageHook = buildStageHook(policy, state)
   if ((routeOptions.schema as { headers?: unknown } | undefined)?.headers !== undefined) {
     // A headers schema with additionalProperties: false makes Ajv delete the conditional headers
     // it does not list before preHandler runs, which would turn a guarded write into an unguarded
     // one. Keep them as they arrived.
     appendHook(routeOptions, 'onRequest', keepConditionalHeaders)
   }
-  appendHook(routeOptions, policy.stage, stageHook)
-  if (policy.stage === 'onRequest' && policy.lock) {
-    // The lock is taken before the body is read; Fastify still runs the handler for a client
-    // that left during the body, so the last hook before it checks the lock is still held.
-    appendHook(routeOptions, 'preHandler', function enterHandler (request: FastifyRequest, _reply: FastifyReply, done: HookHandlerDoneFunction) {
-      const guard = (request as PreconditionRequest)[kGuard]
-      if (guard === null) {
-        done()
-      } else if (!guard.closed) {
-        guard.started = true
-        done()
-      }
-      // else: the client left and the lock is gone; the handler must not run unguarded.
-    })
+  const gated = policy.lock && !methods.every(isSafe)
+  // Reads, and writes without a lock, are checked in the stage's hook. A locked write is checked
+  // by its gate, under the lock; with stage onRequest it is also checked early, without the lock.
+  if (policy.validators !== null && (!gated || policy.stage === 'onRequest' || methods.some(isSafe))) {
+    appendHook(routeOptions, policy.stage, buildCheckHook(policy.validators, route, problems,
+      gated && policy.stage === 'preHandler'))
   }
-  appendHook(routeOptions, 'onSend', buildOnSend(policy))
-  const methods = Array.isArray(routeOptions.method) ? routeOptions.method : [routeOptions.method]
-  if (policy.lock && !methods.every(isSafe)) routeOptions.handler = guardHandler(routeOptions.handler)
+  appendHook(routeOptions, 'onSend', buildOnSend(policy, route))
+  if (gated) {
+    routeOptions.handler = gateHandler({
+      route,
+      store: state.store,
+      lockTimeout: state.lockTimeout,
+      problems,
+      validators: policy.validators,
+      key: policy.key ?? routeKey(routeOptions.url),
+      handler: routeOptions.handler,
+      headersOf: conditionalHeaders
+    }, isSafe)
+  }
 }
 
-function buildStageHook (policy: Policy, state: PluginState) {
-  const { store, lockTimeout, problems } = state
-  const validators = policy.validators
-  const key = policy.key ?? ((request: FastifyRequest) => requestPath(request.url))
-  const marksStart = policy.stage === 'preHandler'
-
-  function decide (request: PreconditionRequest, reply: FastifyReply, current: Validators | null, done: HookHandlerDoneFunction): void {
-    const guard = request[kGuard]
-    if (current !== null && typeof current !== 'object') {
-      done(new TypeError(`concurrency.validators must return { etag?, lastModified? } or null; got ${typeof current}`))
+/**
+ * Evaluates the preconditions of a request in a hook: reads, writes without a lock, and the
+ * early check of a locked write at stage onRequest. `skipWrites`: writes are the gate's alone.
+ */
+function buildCheckHook (validators: NonNullable<Policy['validators']>, route: string, problems: ProblemWriter, skipWrites: boolean) {
+  function decide (request: PreconditionRequest, reply: FastifyReply, value: unknown, done: HookHandlerDoneFunction): void {
+    let current: Validators | null
+    try {
+      current = checkValidators(value, route)
+    } catch (error) {
+      done(error as Error)
       return
     }
-    const outcome = evaluate(request.method, request[kHeaders] ?? request.headers, current)
+    const outcome = evaluate(request.method, conditionalHeaders(request), current)
     request[kValidators] = current
     if (outcome === Outcome.PROCEED || outcome === Outcome.IGNORE_RANGE) {
       // §13.2.2 step 5: a failed If-Range means the whole representation, so Range goes.
       if (outcome === Outcome.IGNORE_RANGE) delete request.headers.range
-      if (guard !== null && marksStart) guard.started = true
       done()
       return
     }
@@ -376,14 +315,11 @@ function buildStageHook (policy: Policy, state: PluginState) {
       reply.code(304).send()
       return
     }
-    const etag = current?.etag
-    problems.sendFailed(reply, outcome, request.url, etag === undefined ? undefined : normalizeEtag(etag))
+    problems.sendFailed(reply, outcome, request.url, current?.etag as string | undefined)
   }
 
-  function readValidators (request: PreconditionRequest, reply: FastifyReply, done: HookHandlerDoneFunction): void {
-    if (validators === null) {
-      const guard = request[kGuard]
-      if (guard !== null && marksStart) guard.started = true
+  return function checkPreconditions (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction): void {
+    if (skipWrites && !isSafe(request.method)) {
       done()
       return
     }
@@ -394,75 +330,71 @@ function buildStageHook (policy: Policy, state: PluginState) {
       done(error as Error)
       return
     }
-    if (isThenable<Validators | null>(current)) {
-      current.then((value) => decide(request, reply, value, done), done)
+    if (isThenable(current)) {
+      current.then((value) => {
+        try {
+          decide(request as PreconditionRequest, reply, value, done)
+        } catch (error) {
+          reportError(request, reply, error)
+        }
+      }, done)
     } else {
-      decide(request, reply, current, done)
+      decide(request as PreconditionRequest, reply, current, done)
     }
-  }
-
-  function lockFailed (request: FastifyRequest, reply: FastifyReply, error: unknown): void {
-    const code = (error as { code?: unknown } | null)?.code === ProblemCode.LOCK_TIMEOUT ? ProblemCode.LOCK_TIMEOUT : ProblemCode.LOCK_UNAVAILABLE
-    if (code === ProblemCode.LOCK_UNAVAILABLE) request.log.error({ err: error }, 'fastify-precondition: lock store failed; answering 503')
-    problems.sendLockProblem(reply, code, request.url)
-  }
-
-  return function evaluatePreconditions (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction): void {
-    const req = request as PreconditionRequest
-    if (!policy.lock || isSafe(request.method)) {
-      readValidators(req, reply, done)
-      return
-    }
-    const raw = reply.raw as GuardedResponse
-    // The client left before this hook ran: its 'close' has fired, so nothing would release a lock
-    // taken now. Take none, and let no handler run unguarded.
-    if (raw.destroyed) return
-    const guard = new WriteGuard(request)
-    req[kGuard] = guard
-    raw[kGuard] = guard
-    raw.on('close', onResponseClose)
-    let lease: Lease | Promise<Lease>
-    try {
-      lease = store.acquire(key(request), lockTimeout)
-    } catch (error) {
-      lockFailed(request, reply, error)
-      return
-    }
-    if (!isThenable<Lease>(lease)) {
-      guard.lease = lease
-      readValidators(req, reply, done)
-      return
-    }
-    lease.then((held) => {
-      guard.lease = held
-      // The client left while this write waited: give the lock to the next one.
-      if (guard.closed) guard.release()
-      else readValidators(req, reply, done)
-    }, (error) => {
-      if (!guard.closed) lockFailed(request, reply, error)
-    })
   }
 }
 
 function setValidatorHeaders (reply: FastifyReply, current: Validators | null | undefined): void {
   if (current === null || current === undefined) return
-  if (current.etag !== undefined) reply.header('etag', normalizeEtag(current.etag))
-  if (current.lastModified !== undefined) reply.header('last-modified', formatHttpDate(current.lastModified))
+  if (current.etag !== undefined) reply.header('etag', current.etag)
+  if (current.lastModified !== undefined) reply.header('last-modified', formatHttpDate(current.lastModified as Date | number))
 }
 
-function buildOnSend (policy: Policy) {
-  const validators = policy.validators
+function setRouteHeaders (request: FastifyRequest, reply: FastifyReply, headers: NonNullable<Policy['headers']>, route: string): void {
+  const fields = typeof headers === 'function' ? checkHeaders(headers(request), route) : headers
+  for (const name in fields) {
+    if (!reply.hasHeader(name)) reply.header(name, fields[name])
+  }
+}
+
+/**
+ * Calls an onSend `done` from a promise continuation. Outside Fastify's runner nothing would
+ * catch a throw from there (writeHead fails on an invalid header the handler set): hand it to
+ * Fastify as its runner does, and log what even that throws.
+ */
+function handOn (request: FastifyRequest, done: (error: Error | null, payload?: unknown) => void, payload: unknown): void {
+  try {
+    done(null, payload)
+  } catch (error) {
+    try {
+      done(error as Error)
+    } catch (again) {
+      request.log.error({ err: again }, 'fastify-precondition: the response could not be sent')
+    }
+  }
+}
+
+function buildOnSend (policy: Policy, route: string) {
+  const { validators, headers } = policy
+  function afterWrite (request: FastifyRequest, reply: FastifyReply, value: unknown): void {
+    try {
+      setValidatorHeaders(reply, checkValidators(value, route))
+    } catch (error) {
+      // The write is done: a 500 now would tell the client to retry a change that was applied.
+      request.log.error({ err: error }, 'fastify-precondition: validators after the write were invalid; no ETag sent')
+    }
+  }
   return function sendValidators (request: FastifyRequest, reply: FastifyReply, payload: unknown, done: (error: Error | null, payload?: unknown) => void): void {
     const req = request as PreconditionRequest
-    const guard = req[kGuard]
-    if (guard !== null) {
-      guard.answered = true
-      // An answer sent from inside the handler ends the write only when the handler returns.
-      if (!guard.inHandler) guard.settle()
-    }
+    const gate = req[kGate]
+    if (gate !== null) gate.answer()
     const status = reply.statusCode
-    if (validators === null || !((status >= 200 && status < 300) || status === 304) ||
-      reply.hasHeader('etag') || reply.hasHeader('last-modified')) {
+    if (!((status >= 200 && status < 300) || status === 304)) {
+      done(null, payload)
+      return
+    }
+    if (headers !== null) setRouteHeaders(request, reply, headers, route)
+    if (validators === null || reply.hasHeader('etag') || reply.hasHeader('last-modified')) {
       done(null, payload)
       return
     }
@@ -481,18 +413,14 @@ function buildOnSend (policy: Policy) {
       done(null, payload)
       return
     }
-    if (isThenable<Validators | null>(current)) {
-      current.then((value) => {
-        setValidatorHeaders(reply, value)
-        done(null, payload)
-      }, (error) => {
-        request.log.warn({ err: error }, 'fastify-precondition: validators failed after the write; no ETag sent')
-        done(null, payload)
-      })
+    if (!isThenable(current)) {
+      afterWrite(request, reply, current)
+      done(null, payload)
       return
     }
-    setValidatorHeaders(reply, current)
-    done(null, payload)
+    current.then((value) => { afterWrite(request, reply, value) }, (error: unknown) => {
+      request.log.warn({ err: error }, 'fastify-precondition: validators failed after the write; no ETag sent')
+    }).then(() => { handOn(request, done, payload) })
   }
 }
 

@@ -16,12 +16,26 @@ export interface ConcurrencyOptions<Request = FastifyRequest> {
   require?: RequirableHeader | RequirableHeader[]
   /** The current selected representation's validators, or null when none exists. */
   validators?: (request: Request) => Validators | null | Promise<Validators | null>
-  /** Where validators are read and preconditions evaluated. Default `'preHandler'`. */
+  /**
+   * Where a read's preconditions are evaluated, and whether a write is also checked early.
+   * `'preHandler'` (default): after the body and the route's own hooks. `'onRequest'`: before
+   * the body is read and before later hooks (auth), without the lock; a write that passes is
+   * checked again under the lock, after its hooks, before the handler.
+   */
   stage?: 'preHandler' | 'onRequest'
-  /** The resource key writes are serialised by. Default: the request path without query. */
+  /**
+   * The resource key writes are serialised by. Default: the matched route and its decoded
+   * params, so every spelling of a URL the router sends to this route shares one key.
+   */
   key?: (request: Request) => string
   /** Hold a per-key lock from evaluation until the response has finished. Default: true when `validators` is set. */
   lock?: boolean
+  /**
+   * Headers a 304 must carry because the 200 would (RFC 9110 §15.4.5: Cache-Control,
+   * Content-Location, Expires, Vary): sent with the route's 2xx and 304 answers unless already
+   * set. An object, or a function of the request returning one.
+   */
+  headers?: Record<string, string> | ((request: Request) => Record<string, string>)
 }
 
 export interface Policy {
@@ -30,6 +44,7 @@ export interface Policy {
   stage: 'preHandler' | 'onRequest'
   key: ((request: FastifyRequest) => string) | null
   lock: boolean
+  headers: Record<string, string> | ((request: FastifyRequest) => Record<string, string>) | null
 }
 
 /** Methods that never change a resource: never refused with 428, never locked. */
@@ -37,8 +52,27 @@ export function isSafe (method: string): boolean {
   return method === 'GET' || method === 'HEAD' || method === 'OPTIONS' || method === 'TRACE'
 }
 
-const KEYS = new Set(['require', 'validators', 'stage', 'key', 'lock'])
+const KEYS = new Set(['require', 'validators', 'stage', 'key', 'lock', 'headers'])
+// RFC 9110 §5.1 field-name, and a field value without control characters (§5.5).
+const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/
+const FIELD_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/
 const REQUIRABLE = new Set<string>(['if-match', 'if-unmodified-since', 'if-none-match'])
+
+/**
+ * Checks the `headers` a route sends with its 2xx and 304 answers, as declared or as its function
+ * returned them; throws an `FST_PRECONDITION_INVALID_HEADERS` error naming the bad field.
+ */
+export function checkHeaders (headers: unknown, route: string): Record<string, string> {
+  if (typeof headers !== 'object' || headers === null || Array.isArray(headers)) {
+    throw invalidOption('headers', `${route}: concurrency.headers must be an object of header fields, or a function (request) => object; got ${JSON.stringify(headers)}`)
+  }
+  for (const [name, value] of Object.entries(headers)) {
+    if (!TOKEN.test(name) || typeof value !== 'string' || !FIELD_VALUE.test(value)) {
+      throw invalidOption('headers', `${route}: concurrency.headers.${name} must be a valid header field name with a string value; got ${JSON.stringify(value)}`)
+    }
+  }
+  return headers as Record<string, string>
+}
 
 /** Validates a route's `concurrency` option; throws an `FST_PRECONDITION_INVALID_…` error. */
 export function toPolicy (option: unknown, route: string): Policy {
@@ -50,7 +84,7 @@ export function toPolicy (option: unknown, route: string): Policy {
       throw invalidOption('concurrency', `${route}: concurrency.${name} is not an option; known: ${[...KEYS].join(', ')}`)
     }
   }
-  const { require, validators, stage, key, lock } = option as ConcurrencyOptions
+  const { require, validators, stage, key, lock, headers } = option as ConcurrencyOptions
 
   let required: RequirableHeader[] | null = null
   if (require !== undefined) {
@@ -72,6 +106,7 @@ export function toPolicy (option: unknown, route: string): Policy {
   if (lock !== undefined && typeof lock !== 'boolean') {
     throw invalidOption('lock', `${route}: concurrency.lock must be a boolean; got ${JSON.stringify(lock)}`)
   }
+  if (headers !== undefined && typeof headers !== 'function') checkHeaders(headers, route)
   if (required === null && validators === undefined && lock !== true) {
     throw invalidOption('concurrency', `${route}: concurrency needs at least one of require, validators or lock: true`)
   }
@@ -80,6 +115,7 @@ export function toPolicy (option: unknown, route: string): Policy {
     validators: (validators ?? null) as Policy['validators'],
     stage: stage ?? 'preHandler',
     key: (key ?? null) as Policy['key'],
-    lock: lock ?? validators !== undefined
+    lock: lock ?? validators !== undefined,
+    headers: (headers ?? null) as Policy['headers']
   }
 }

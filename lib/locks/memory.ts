@@ -1,4 +1,5 @@
 import { LockTimeoutError, LockUnavailableError } from '../errors.js'
+import { neverAborted } from './signal.js'
 import type { Lease, LockStore } from './types.js'
 
 interface Waiter {
@@ -12,12 +13,15 @@ interface Waiter {
 class KeyLock implements Lease {
   readonly key: string
   readonly store: MemoryLockStore
+  readonly token: number
+  readonly signal = neverAborted
   waiters: Waiter[] | null = null
   released = false
 
   constructor (key: string, store: MemoryLockStore) {
     this.key = key
     this.store = store
+    this.token = ++store.tokens
   }
 
   release (): void {
@@ -32,6 +36,8 @@ class KeyLock implements Lease {
  */
 export class MemoryLockStore implements LockStore {
   readonly locks = new Map<string, KeyLock>()
+  /** The last fencing token handed out: one counter for all keys, so it grows per key too. */
+  tokens = 0
   private closed = false
 
   /** How many keys are held now (for tests and monitoring). */

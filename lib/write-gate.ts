@@ -1,0 +1,295 @@
+// The write lifecycle of a locked route: take the resource's lock, check the preconditions under
+// it, run the handler, give the lock back. One small state machine per write request:
+//
+//   ACQUIRING ── lease ──▶ CHECKING ── holds, client here, lease held (the gate) ──▶ RUNNING
+//       │                     │                                                      │
+//       │ store failed: 503   │ 412 · validators or key threw · client gone ·        │ handler over
+//       │ client gone         │ lease lost: 503                                      ▼
+//       │                     ▼                                                     DONE
+//       └───────────────▶ RELEASED ◀──────────── response closed ────────────────────┘
+//                              ▲
+//                              └─ RUNNING, handler over after the response closed
+//
+// - The lease is given back once, on entering RELEASED, and every path ends there.
+// - RUNNING is entered only from CHECKING through `enter`, the one gate before the handler: it
+//   runs only while this request holds a lease that is not known lost and its client is there.
+// - The whole lifecycle runs in place of the route's handler, that is after the body was read
+//   and after every preValidation/preHandler hook (auth): a client that stalls its body or is
+//   refused by a hook never holds a resource.
+// - A client that leaves is seen from its response's 'close', on HTTP/1.1 and HTTP/2 alike, and
+//   before listening from the stream or response state, since 'close' may have fired already.
+import type { FastifyInstance, FastifyReply, FastifyRequest, RouteHandlerMethod } from 'fastify'
+import { ProblemCode } from './errors.js'
+import { evaluate, Outcome, type ConditionalHeaders, type Validators } from './evaluate.js'
+import { neverAborted } from './locks/signal.js'
+import type { Lease, LockStore } from './locks/types.js'
+import type { ProblemWriter } from './problem.js'
+import { checkValidators } from './validators.js'
+
+export const GateState = {
+  /** Waiting for the store to hand over the resource's lease. */
+  ACQUIRING: 0,
+  /** Holds the lease; reading validators and evaluating preconditions. */
+  CHECKING: 1,
+  /** The handler runs under the lease. */
+  RUNNING: 2,
+  /** The handler is over; the response has not closed yet. */
+  DONE: 3,
+  /** The lease was given back, or never taken. Final. */
+  RELEASED: 4
+} as const
+// eslint-disable-next-line @typescript-eslint/no-redeclare -- a value and its type, one name
+export type GateState = typeof GateState[keyof typeof GateState]
+
+/** What a locked write's handler gets as `request.lock`. */
+export interface RequestLock {
+  /** The resource key the lock is held on. */
+  readonly key: string
+  /** The fencing token of this acquisition: larger than that of every earlier holder of the key. */
+  readonly token: number
+  /** Aborted as soon as the store learns the lease was lost; check it before committing. */
+  readonly signal: AbortSignal
+}
+
+type AnyValidators = (request: FastifyRequest) => unknown
+
+/** What every write to one route shares, built when the route is declared. */
+export interface RouteGate {
+  readonly route: string
+  readonly store: LockStore
+  readonly lockTimeout: number
+  readonly problems: ProblemWriter
+  readonly validators: AnyValidators | null
+  readonly key: (request: FastifyRequest) => string
+  readonly handler: RouteHandlerMethod
+  /** The conditional headers as they arrived (a headers schema may strip them from `headers`). */
+  readonly headersOf: (request: FastifyRequest) => ConditionalHeaders
+}
+
+export const kGate = Symbol('fastify-precondition.gate')
+export const kLock = Symbol('fastify-precondition.lock')
+
+type GatedRequest = FastifyRequest & { [kGate]: WriteGate | null, [kLock]: RequestLock | null }
+type RawResponse = FastifyReply['raw'] & { [kGate]?: WriteGate, stream?: { destroyed: boolean } }
+
+function isThenable<T> (value: unknown): value is PromiseLike<T> {
+  return value !== null && typeof value === 'object' && typeof (value as PromiseLike<T>).then === 'function'
+}
+
+/**
+ * True when the client of this response is gone. An HTTP/2 response has no `destroyed`: its
+ * stream tells. Needed before listening for 'close', which may have fired already.
+ */
+export function clientGone (raw: FastifyReply['raw']): boolean {
+  const stream = (raw as RawResponse).stream
+  return stream !== undefined ? stream.destroyed : (raw as { destroyed?: boolean }).destroyed === true
+}
+
+function onResponseClose (this: RawResponse): void {
+  (this[kGate] as WriteGate).close()
+}
+
+export class WriteGate {
+  state: GateState = GateState.ACQUIRING
+  /** The response has closed: finished, or its client is gone. */
+  closed = false
+  /** The response passed onSend. */
+  answered = false
+  /** A synchronous handler returned without a promise: it is over once it has answered. */
+  awaitingAnswer = false
+  lease: Lease | null = null
+  readonly instance: FastifyInstance
+  readonly request: FastifyRequest
+  readonly reply: FastifyReply
+  readonly key: string
+  readonly gate: RouteGate
+
+  constructor (instance: FastifyInstance, request: FastifyRequest, reply: FastifyReply, key: string, gate: RouteGate) {
+    this.instance = instance
+    this.request = request
+    this.reply = reply
+    this.key = key
+    this.gate = gate
+  }
+
+  /** The store handed over the lease. Returns what the handler returned, if it ran. */
+  acquired (lease: Lease): unknown {
+    this.lease = lease
+    const signal = lease.signal
+    // Reports a loss found later, during the handler or at release, through the request's logger.
+    if (signal !== neverAborted && signal !== undefined) signal.addEventListener('abort', this, { once: true })
+    if (this.closed) {
+      this.release()
+      return undefined
+    }
+    this.state = GateState.CHECKING
+    const validators = this.gate.validators
+    if (validators === null) return this.enter()
+    let current
+    try {
+      current = validators(this.request)
+    } catch (error) {
+      this.release()
+      throw error
+    }
+    if (isThenable(current)) {
+      return current.then((value) => this.decide(value), (error: unknown) => {
+        this.release()
+        throw error
+      })
+    }
+    return this.decide(current)
+  }
+
+  /**
+   * The store could not hand over the lease: 503, unless nobody is there to hear it.
+   * Like every path that answers, it returns the reply, which Fastify then waits on.
+   */
+  failed (error: unknown): FastifyReply | undefined {
+    this.state = GateState.RELEASED
+    if (this.closed) return undefined
+    const request = this.request
+    const code = (error as { code?: unknown } | null)?.code === ProblemCode.LOCK_TIMEOUT ? ProblemCode.LOCK_TIMEOUT : ProblemCode.LOCK_UNAVAILABLE
+    if (code === ProblemCode.LOCK_UNAVAILABLE) request.log.error({ err: error, key: this.key }, 'fastify-precondition: lock store failed; answering 503')
+    this.gate.problems.sendLockProblem(this.reply, code, request.url)
+    return this.reply
+  }
+
+  private decide (value: unknown): unknown {
+    // The client left while the validators were read: the lease went with it.
+    if (this.state !== GateState.CHECKING) return undefined
+    let current: Validators | null
+    try {
+      current = checkValidators(value, this.gate.route)
+    } catch (error) {
+      this.release()
+      throw error
+    }
+    const outcome = evaluate(this.request.method, this.gate.headersOf(this.request), current)
+    if (outcome === Outcome.PROCEED) return this.enter()
+    this.release()
+    const etag = current?.etag
+    this.gate.problems.sendFailed(this.reply, outcome, this.request.url, etag as string | undefined)
+    return this.reply
+  }
+
+  /** The gate: the handler runs only from CHECKING, with the client there and the lease held. */
+  private enter (): unknown {
+    const lease = this.lease as Lease
+    if (this.state !== GateState.CHECKING || this.closed) {
+      this.release()
+      return undefined
+    }
+    if (lease.signal !== undefined && lease.signal.aborted) {
+      this.release()
+      this.gate.problems.sendLockProblem(this.reply, ProblemCode.LOCK_UNAVAILABLE, this.request.url)
+      return this.reply
+    }
+    this.state = GateState.RUNNING
+    const request = this.request as GatedRequest
+    request[kLock] = { key: this.key, token: lease.token, signal: lease.signal ?? neverAborted }
+    let result
+    try {
+      result = this.gate.handler.call(this.instance, this.request, this.reply)
+    } catch (error) {
+      this.over()
+      throw error
+    }
+    if (isThenable(result)) {
+      // An async handler is over when its promise settles; `return reply` settles when the
+      // response has ended. Fastify watches the same promise for the answer.
+      const over = (): void => { this.over() }
+      result.then(over, over)
+    } else if (this.answered) {
+      this.over()
+    } else {
+      // A sync handler answers on return or later, from a callback: over once it has answered.
+      this.awaitingAnswer = true
+    }
+    return result
+  }
+
+  /** onSend: the answer is on its way. */
+  answer (): void {
+    this.answered = true
+    if (this.awaitingAnswer) {
+      this.awaitingAnswer = false
+      this.over()
+    }
+  }
+
+  private over (): void {
+    if (this.state !== GateState.RUNNING) return
+    this.state = GateState.DONE
+    if (this.closed) this.release()
+  }
+
+  /** The response closed: finished, or the client is gone. */
+  close (): void {
+    this.closed = true
+    const state = this.state
+    if (state === GateState.CHECKING || state === GateState.DONE) {
+      this.release()
+    } else if (state === GateState.RUNNING && this.awaitingAnswer && this.reply.raw.writableEnded) {
+      // A hijacked reply that a synchronous handler wrote and ended itself.
+      this.awaitingAnswer = false
+      this.over()
+    }
+    // ACQUIRING: released when the lease arrives. RUNNING: when the handler is over.
+  }
+
+  release (): void {
+    this.state = GateState.RELEASED
+    const lease = this.lease
+    if (lease === null) return
+    this.lease = null
+    try {
+      const released = lease.release()
+      if (isThenable(released)) released.then(undefined, (error: unknown) => this.releaseFailed(error))
+    } catch (error) {
+      this.releaseFailed(error)
+    }
+  }
+
+  private releaseFailed (error: unknown): void {
+    this.request.log.warn({ err: error, key: this.key }, 'fastify-precondition: releasing a lock failed; it expires with its lease')
+  }
+
+  /** The lease's signal aborted: another writer may have written meanwhile. */
+  handleEvent (event: Event): void {
+    const reason = (event.target as AbortSignal).reason as Error | undefined
+    this.request.log.error({
+      err: reason,
+      code: ProblemCode.LOCK_LOST,
+      key: this.key,
+      route: this.gate.route
+    }, 'fastify-precondition: the lock on this resource was lost while the write held it; another write may have run meanwhile')
+  }
+}
+
+/**
+ * The route's handler, wrapped in the write lifecycle. Safe methods of the same route go straight
+ * to the handler: they take no lock.
+ */
+export function gateHandler (gate: RouteGate, isSafe: (method: string) => boolean): RouteHandlerMethod {
+  const { store, lockTimeout, handler } = gate
+  return function gatedHandler (this: FastifyInstance, request: FastifyRequest, reply: FastifyReply) {
+    if (isSafe(request.method)) return handler.call(this, request, reply)
+    const raw = reply.raw as RawResponse
+    // Gone before its turn (its 'close' may have fired already): no lock, no handler.
+    if (clientGone(raw)) return undefined
+    // A key() that throws is the route's bug: a 500 through Fastify's error path.
+    const write = new WriteGate(this, request, reply, gate.key(request), gate)
+    ;(request as GatedRequest)[kGate] = write
+    raw[kGate] = write
+    raw.on('close', onResponseClose)
+    let lease: Lease | Promise<Lease>
+    try {
+      lease = store.acquire(write.key, lockTimeout)
+    } catch (error) {
+      return write.failed(error)
+    }
+    if (!isThenable<Lease>(lease)) return write.acquired(lease)
+    return lease.then((held) => write.acquired(held), (error: unknown) => write.failed(error))
+  }
+}
