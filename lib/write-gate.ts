@@ -67,9 +67,8 @@ export interface RouteGate {
 }
 
 export const kGate = Symbol('fastify-precondition.gate')
-export const kLock = Symbol('fastify-precondition.lock')
 
-type GatedRequest = FastifyRequest & { [kGate]: WriteGate | null, [kLock]: RequestLock | null }
+type GatedRequest = FastifyRequest & { [kGate]: WriteGate | null, lock: RequestLock | null }
 type RawResponse = FastifyReply['raw'] & { [kGate]?: WriteGate, stream?: { destroyed: boolean } }
 
 function isThenable<T> (value: unknown): value is PromiseLike<T> {
@@ -187,7 +186,7 @@ export class WriteGate {
     }
     this.state = GateState.RUNNING
     const request = this.request as GatedRequest
-    request[kLock] = { key: this.key, token: lease.token, signal: lease.signal ?? neverAborted }
+    request.lock = { key: this.key, token: lease.token, signal: lease.signal ?? neverAborted }
     let result
     try {
       result = this.gate.handler.call(this.instance, this.request, this.reply)
