@@ -18,7 +18,7 @@ import type {
   RouteOptions
 } from 'fastify'
 import { normalizeEtag } from './entity-tag.js'
-import { invalidOption, ProblemCode } from './errors.js'
+import { invalidOption } from './errors.js'
 import { evaluate, Outcome, outcomeStatus, type ConditionalHeaders, type Validators } from './evaluate.js'
 import { formatHttpDate } from './http-date.js'
 import { MemoryLockStore } from './locks/memory.js'
