@@ -12,7 +12,9 @@ function describe (value: unknown): string {
   if (typeof value === 'string') return JSON.stringify(value)
   if (value instanceof Date) return 'an invalid Date'
   if (Array.isArray(value)) return 'an array'
-  return typeof value === 'object' ? String(value) : `${typeof value} ${String(value)}`
+  if (value === undefined || value === null) return String(value)
+  if (typeof value === 'object') return 'an object'
+  return `${typeof value} ${String(value)}`
 }
 
 function invalid (route: string, what: string, value: unknown, expected: string): TypeError {
@@ -52,7 +54,7 @@ function toTime (time: unknown, route: string): Date | number {
  */
 export function checkValidators (value: unknown, route: string): Validators | null {
   if (value === null) return null
-  if (typeof value !== 'object' || value === undefined || Array.isArray(value)) {
+  if (typeof value !== 'object' || Array.isArray(value)) {
     throw invalid(route, '', value, '{ etag?, lastModified? } or null')
   }
   const { etag, lastModified } = value as { etag?: unknown, lastModified?: unknown }

@@ -114,8 +114,9 @@ export class WriteGate {
   /** The store handed over the lease. Returns what the handler returned, if it ran. */
   acquired (lease: Lease): unknown {
     this.lease = lease
-    const signal = lease.signal
     // Reports a loss found later, during the handler or at release, through the request's logger.
+    // (A store written before leases had signals hands none: it cannot report losses.)
+    const signal = lease.signal
     if (signal !== neverAborted && signal !== undefined) signal.addEventListener('abort', this, { once: true })
     if (this.closed) {
       this.release()
@@ -175,11 +176,8 @@ export class WriteGate {
   /** The gate: the handler runs only from CHECKING, with the client there and the lease held. */
   private enter (): unknown {
     const lease = this.lease as Lease
-    if (this.state !== GateState.CHECKING || this.closed) {
-      this.release()
-      return undefined
-    }
-    if (lease.signal !== undefined && lease.signal.aborted) {
+    // (Not CHECKING or the client gone already ended in RELEASED before here.)
+    if (lease.signal?.aborted === true) {
       this.release()
       this.gate.problems.sendLockProblem(this.reply, ProblemCode.LOCK_UNAVAILABLE, this.request.url)
       return this.reply
@@ -217,8 +215,8 @@ export class WriteGate {
     }
   }
 
+  /** Called once, from RUNNING: the handler's throw, its promise, its answer, or its hijacked end. */
   private over (): void {
-    if (this.state !== GateState.RUNNING) return
     this.state = GateState.DONE
     if (this.closed) this.release()
   }

@@ -60,6 +60,9 @@ test('toWholeSeconds truncates to the second, towards the past', async (t) => {
   t.equal(toWholeSeconds(-1), -1, 'a millisecond before the epoch is in the second before it')
   t.equal(toWholeSeconds(-1000), -1)
   t.ok(Number.isNaN(toWholeSeconds(new Date(Number.NaN))))
+  t.equal(toWholeSeconds('Thu, 01 Jan 1970 00:00:01 GMT'), 1, 'an HTTP-date string')
+  t.equal(toWholeSeconds('1970-01-01T00:00:01.999Z'), 1, 'an ISO 8601 string')
+  t.ok(Number.isNaN(toWholeSeconds('yesterday')))
 })
 
 test('an invalid Date as lastModified never makes a date precondition fail or answer 304', async (t) => {

@@ -21,7 +21,12 @@ test('route option errors are thrown by the route declaration', async (t) => {
     ['validators not a function', { validators: { etag: '"a"' } }, 'FST_PRECONDITION_INVALID_VALIDATORS', /concurrency\.validators must be a function/],
     ['an unknown stage', { validators, stage: 'preValidation' }, 'FST_PRECONDITION_INVALID_STAGE', /"preValidation"/],
     ['key not a function', { validators, key: '/items' }, 'FST_PRECONDITION_INVALID_KEY', /concurrency\.key must be a function/],
-    ['lock not a boolean', { validators, lock: 'yes' }, 'FST_PRECONDITION_INVALID_LOCK', /concurrency\.lock must be a boolean/]
+    ['lock not a boolean', { validators, lock: 'yes' }, 'FST_PRECONDITION_INVALID_LOCK', /concurrency\.lock must be a boolean/],
+    ['headers a string', { validators, headers: 'no-cache' }, 'FST_PRECONDITION_INVALID_HEADERS', /concurrency\.headers must be an object/],
+    ['headers an array', { validators, headers: [] }, 'FST_PRECONDITION_INVALID_HEADERS', /concurrency\.headers must be an object/],
+    ['a header name with a space', { validators, headers: { 'cache control': 'no-cache' } }, 'FST_PRECONDITION_INVALID_HEADERS', /concurrency\.headers\.cache control/],
+    ['a header value not a string', { validators, headers: { vary: ['a'] } }, 'FST_PRECONDITION_INVALID_HEADERS', /concurrency\.headers\.vary/],
+    ['a header value with a newline', { validators, headers: { vary: 'a\nb' } }, 'FST_PRECONDITION_INVALID_HEADERS', /concurrency\.headers\.vary/]
   ]
   for (const [name, concurrency, code, message] of cases) {
     const app = Fastify()
@@ -69,4 +74,14 @@ test('the defaults need no options at all', async (t) => {
   await app.ready()
   t.equal((await app.inject({ method: 'PUT', url: '/x', headers: { 'if-match': '"a"' } })).statusCode, 200)
   await app.close()
+})
+
+test('headers returned by a route\'s headers function are checked too', async (t) => {
+  const app = Fastify()
+  await app.register(fastifyPrecondition)
+  app.get('/h', { concurrency: { validators, headers: () => ({ vary: 'a\r\nx-injected: 1' }) } }, async () => 'ok')
+  const res = await app.inject({ url: '/h' })
+  t.equal(res.statusCode, 500)
+  t.equal(res.headers['x-injected'], undefined)
+  t.match(res.json().message, /GET \/h: concurrency\.headers\.vary/)
 })

@@ -234,6 +234,10 @@ test('validators that return values no header can carry: 500 naming the route, n
     ['an invalid Date', { lastModified: new Date('nope') }],
     ['a string that is no date', { lastModified: 'yesterday' }],
     ['an infinite number', { lastModified: Infinity }],
+    ['an object as tag', { etag: { v: 1 } }],
+    ['null as tag', { etag: null }],
+    ['a boolean as date', { lastModified: true }],
+    ['nothing', undefined],
     ['an array', [{ etag: '"a"' }]],
     ['a string', 'v1']
   ]
