@@ -443,7 +443,7 @@ test('a lock store that throws is a 503, and one that fails to release is logged
   const store: LockStore = {
     acquire () {
       if (mode === 'throw') throw new Error('backend exploded')
-      return { release: mode === 'reject' ? () => Promise.reject(new Error('release rejected')) : () => { throw new Error('release threw') } }
+      return { token: 1, signal: new AbortController().signal, release: mode === 'reject' ? () => Promise.reject(new Error('release rejected')) : () => { throw new Error('release threw') } }
     },
     close () { throw new Error('close threw') }
   }

@@ -7,17 +7,31 @@ interface Waiter {
   timer: NodeJS.Timeout | undefined
 }
 
+// A lease held in this process cannot be lost, so every lease shares one signal that never aborts
+// rather than allocating an AbortController per write. Its controller is dropped at once, so
+// nothing can abort it. Listeners added to it could never run, so they are not kept: a caller that
+// listens on every lease's signal and lets the lease go without removing its listener would
+// otherwise pile them up on this one object for the life of the process.
+const NEVER_LOST: AbortSignal = new AbortController().signal
+NEVER_LOST.addEventListener = function addEventListener () {}
+
 // One entry per held key. The entry is the lease: it is handed from owner to owner while waiters
 // queue, and deleted when the last owner releases, so idle keys hold no memory.
 class KeyLock implements Lease {
   readonly key: string
   readonly store: MemoryLockStore
+  readonly token: number
   waiters: Waiter[] | null = null
   released = false
 
-  constructor (key: string, store: MemoryLockStore) {
+  constructor (key: string, store: MemoryLockStore, token: number) {
     this.key = key
     this.store = store
+    this.token = token
+  }
+
+  get signal (): AbortSignal {
+    return NEVER_LOST
   }
 
   release (): void {
@@ -29,9 +43,13 @@ class KeyLock implements Lease {
 
 /**
  * A keyed mutex for one process: first come, first served, waiters give up after `timeout`.
+ * Fencing tokens come from one counter per store; leases are never lost, so `signal` never aborts.
  */
 export class MemoryLockStore implements LockStore {
   readonly locks = new Map<string, KeyLock>()
+  // One counter for every key: strictly increasing across keys, hence per key, with nothing kept
+  // for a key nobody holds. 2^53 acquisitions would take centuries, so it stays a safe integer.
+  private tokens = 0
   private closed = false
 
   /** How many keys are held now (for tests and monitoring). */
@@ -43,7 +61,7 @@ export class MemoryLockStore implements LockStore {
     if (this.closed) return Promise.reject(new LockUnavailableError('the server is closing'))
     const held = this.locks.get(key)
     if (held === undefined) {
-      const lock = new KeyLock(key, this)
+      const lock = new KeyLock(key, this, ++this.tokens)
       this.locks.set(key, lock)
       return lock
     }
@@ -69,7 +87,7 @@ export class MemoryLockStore implements LockStore {
       return
     }
     clearTimeout(next.timer)
-    const lock = new KeyLock(previous.key, this)
+    const lock = new KeyLock(previous.key, this, ++this.tokens)
     lock.waiters = waiters
     this.locks.set(previous.key, lock)
     next.resolve(lock)
