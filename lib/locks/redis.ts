@@ -283,9 +283,11 @@ export class RedisLockStore implements LockStore {
   readonly ttl: number
   readonly prefix: string
   readonly retryInterval: number
+  /** How often (ms) a held lease is renewed: `ttl / 3`, at least 1. */
   readonly renewInterval: number
   private readonly onLockLost: ((error: Error, key: string) => void) | undefined
   private readonly queue = new MemoryLockStore()
+  /** @internal The acquisitions waiting on Redis now, for `close`. */
   readonly attempts = new Set<Acquisition>()
   private closed = false
 
@@ -324,19 +326,22 @@ export class RedisLockStore implements LockStore {
   // Both keys of a resource carry the hash tag `{<key>}`, so they share a Redis Cluster slot and
   // one script can touch both. (A key that is empty or starts with '}' has no tag; on a Cluster its
   // acquisitions then fail with CROSSSLOT, a 503, never an unguarded write.)
+  /** The Redis key of a resource's lease. */
   lockKey (key: string): string {
     return `${this.prefix}lock:{${key}}`
   }
 
+  /** The Redis key of a resource's fence counter: the last token handed out for it. */
   fenceKey (key: string): string {
     return `${this.prefix}fence:{${key}}`
   }
 
-  /** The owner-checked delete of a lease this process may hold; a failure leaves it to its ttl. */
+  /** @internal The owner-checked delete of a lease this process may hold; a failure leaves it to its ttl. */
   forget (lockKey: string, id: string): void {
     RELEASE.run(this.client, [lockKey], [id]).catch(ignore)
   }
 
+  /** @internal Passes a lost lease to `onLockLost`. */
   reportLoss (error: Error, key: string): void {
     if (this.onLockLost === undefined) return
     try {
