@@ -1,4 +1,5 @@
 // The in-memory lock store: first come first served, timeouts, close, and no growth.
+import { getEventListeners } from 'node:events'
 import Fastify from 'fastify'
 import { test } from 'tap'
 import fastifyPrecondition, { LockTimeoutError, LockUnavailableError, MemoryLockStore, ProblemCode, type Lease } from '../lib/index.js'
@@ -131,4 +132,41 @@ test('10,000 distinct keys through the plugin, successes and 412s: none held at 
   t.equal(writes, total * 4 / 5)
   t.equal(store.size, 0)
   await app.close()
+})
+
+test('fencing tokens grow with every acquisition; the signal never aborts', async (t) => {
+  const store = new MemoryLockStore()
+  const other = new MemoryLockStore()
+  const tokens: Record<string, number[]> = { a: [], b: [] }
+  const all: number[] = []
+  for (let round = 0; round < 3; round++) {
+    // Held and queued leases on two keys, handed over in turn.
+    const pending = ['a', 'b', 'a', 'b', 'a'].map((key) => hold(store.acquire(key, 1000)).then((lease) => ({ key, lease })))
+    for (const entry of pending) {
+      const { key, lease } = await entry
+      tokens[key].push(lease.token)
+      all.push(lease.token)
+      t.ok(Number.isSafeInteger(lease.token), 'a safe integer')
+      t.equal(lease.signal.aborted, false)
+      lease.release()
+    }
+  }
+  const increasing = (list: number[]) => list.every((token, index) => index === 0 || token > list[index - 1])
+  t.ok(increasing(tokens.a) && increasing(tokens.b), 'strictly increasing per key')
+  t.equal(new Set(all).size, all.length, 'never handed out twice by one store')
+  t.equal((await hold(other.acquire('a', 1000))).token, 1, 'each store counts for itself')
+  t.equal(store.size, 0)
+  t.equal(store.locks.size, 0, 'nothing kept for idle keys')
+})
+
+test('the never-aborted signal keeps no listeners', async (t) => {
+  const store = new MemoryLockStore()
+  const first = await hold(store.acquire('a', 1000))
+  const second = await hold(store.acquire('b', 1000))
+  t.equal(first.signal, second.signal, 'one shared signal, no allocation per lease')
+  for (let n = 0; n < 100; n++) first.signal.addEventListener('abort', () => {})
+  t.equal(getEventListeners(first.signal, 'abort').length, 0, 'a listener per write does not pile up on it')
+  t.notOk(first.signal.aborted)
+  first.release()
+  second.release()
 })

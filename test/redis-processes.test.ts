@@ -55,7 +55,7 @@ test('three processes sharing Redis', { skip }, async (t) => {
     t.same(result.other, {}, 'only 2xx and 412')
     t.equal(result.written, 500)
     t.equal(Number(await redis.get('counter:redis')), 500, `final value (${result.refused} retries, ${Date.now() - started} ms)`)
-    t.equal((await redis.keys('mutex:*')).length, 0, 'no lock left behind')
+    t.equal((await redis.keys('fastify-precondition:lock:*')).length, 0, 'no lock left behind')
   })
 
   t.test('with a memory lock in each process instead, updates are lost', async (t) => {

@@ -1,8 +1,9 @@
 // redisLockStore against a real redis-server on loopback (started by the test), plus a few fake
 // clients for states a real server cannot be put in on demand (a command that never answers).
 import Fastify from 'fastify'
-import { Redis } from 'ioredis'
+import { Redis, type RedisOptions } from 'ioredis'
 import { test, type Test } from 'tap'
+import { LockLostError } from '../lib/errors.js'
 import fastifyPrecondition, { LockTimeoutError, LockUnavailableError, ProblemCode, type Lease } from '../lib/index.js'
 import redisLockStoreDefault, { redisLockStore, RedisLockStore, type RedisLockClient } from '../lib/locks/redis.js'
 import { send, sleep } from './helpers/http.js'
@@ -11,11 +12,12 @@ import { hasRedisServer, REDIS_MISSING, RedisServer } from './helpers/redis-serv
 const skip = hasRedisServer() ? false : REDIS_MISSING
 if (skip !== false) console.log(`# ${skip}`)
 
-const server = new RedisServer()
+// DEBUG SLEEP (allowed from loopback only) pauses the server for the ghost-lock tests.
+const server = new RedisServer(['--enable-debug-command', 'local'])
 const clients: Redis[] = []
 
-function connect (port = server.port): Redis {
-  const client = new Redis({ port, host: '127.0.0.1' })
+function connect (port = server.port, options: RedisOptions = {}): Redis {
+  const client = new Redis({ port, host: '127.0.0.1', ...options })
   client.on('error', () => {}) // reconnection attempts during the outage tests are expected
   clients.push(client)
   return client
@@ -30,6 +32,9 @@ async function until (what: string, condition: () => boolean, limit = 3000): Pro
 }
 
 const settle = <T>(promise: Promise<T>) => promise.then((value) => ({ value, error: null }), (error: Error & { code?: string }) => ({ value: null, error }))
+
+const LOST_AT_RENEWAL = 'a renewal found the key expired or held by another'
+const LOST_AT_RELEASE = 'at release, the key was found expired or held by another'
 
 test('redis lock store', { skip }, async (t) => {
   await server.start()
@@ -48,6 +53,8 @@ test('redis lock store', { skip }, async (t) => {
       ['ttl fractional', { client, ttl: 1.5 }, /ttl must be a positive whole number/],
       ['retryInterval a string', { client, retryInterval: '10' }, /retryInterval must be/],
       ['prefix a number', { client, prefix: 1 }, /prefix must be a string/],
+      ['prefix with an unclosed brace', { client, prefix: 'app{' }, /unclosed '\{'/],
+      ['prefix with an unclosed brace after a tag', { client, prefix: '{app}:{x:' }, /unclosed '\{'/],
       ['onLockLost not a function', { client, onLockLost: 'log' }, /onLockLost must be a function/]
     ]
     for (const [name, options, message] of cases) {
@@ -55,19 +62,48 @@ test('redis lock store', { skip }, async (t) => {
     }
     const store = redisLockStoreDefault({ client })
     t.ok(store instanceof RedisLockStore, 'the default export is the factory')
-    t.match(store, { ttl: 10_000, retryInterval: 10, prefix: 'fastify-precondition:' })
+    t.match(store, { ttl: 10_000, retryInterval: 10, renewInterval: 3333, prefix: 'fastify-precondition:' })
+    t.equal(redisLockStore({ client, prefix: '{app}:' }).prefix, '{app}:', 'a prefix that is a whole hash tag is fine')
+    t.equal(redisLockStore({ client, ttl: 2 }).renewInterval, 1, 'renewed at least every millisecond')
   })
 
   t.test('a lease is a Redis key with a ttl while held, gone once released', async (t) => {
     const client = connect()
     const store = redisLockStore({ client, ttl: 5000, prefix: 'test-a:' })
     const lease = await store.acquire('/items/1', 1000)
-    const pttl = await client.pttl('mutex:test-a:/items/1')
+    const pttl = await client.pttl('test-a:lock:{/items/1}')
     t.ok(pttl > 0 && pttl <= 5000, `held with a ttl (${pttl} ms)`)
     t.equal(store.size, 1)
+    t.equal(lease.token, 1, 'the first token of a key is 1')
+    t.equal(lease.signal.aborted, false)
+    t.equal(await client.get('test-a:fence:{/items/1}'), '1', 'the fence counter holds the last token')
+    t.equal(await client.pttl('test-a:fence:{/items/1}'), -1, 'and never expires')
     await lease.release()
-    t.equal(await client.exists('mutex:test-a:/items/1'), 0)
+    t.equal(await client.exists('test-a:lock:{/items/1}'), 0)
     t.equal(store.size, 0)
+    t.equal(lease.signal.aborted, false, 'a lease released in time is not lost')
+  })
+
+  t.test('tokens grow with every acquisition of a key, each key counting for itself', async (t) => {
+    const client = connect()
+    const one = redisLockStore({ client, prefix: 'test-j:' })
+    const two = redisLockStore({ client: connect(), prefix: 'test-j:' })
+    const tokens: number[] = []
+    for (let round = 0; round < 5; round++) {
+      for (const store of [one, two]) {
+        const lease = await store.acquire('k', 1000)
+        tokens.push(lease.token)
+        await lease.release()
+      }
+    }
+    t.same(tokens, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10], 'strictly increasing, whichever store took it')
+    const other = await one.acquire('other', 1000)
+    t.equal(other.token, 1, 'another key has its own counter')
+    await other.release()
+    await client.set('test-j:fence:{big}', String(Number.MAX_SAFE_INTEGER - 1))
+    const big = await two.acquire('big', 1000)
+    t.equal(big.token, Number.MAX_SAFE_INTEGER, 'a number, exact up to the largest safe integer')
+    await big.release()
   })
 
   t.test('another process waits for the key, and gives up with LockTimeoutError', async (t) => {
@@ -112,7 +148,7 @@ test('redis lock store', { skip }, async (t) => {
     const lease = await store.acquire('k', 1000)
     const blocked = await settle(other.acquire('k', 900))
     t.ok(blocked.error instanceof LockTimeoutError, 'still held after three ttls')
-    t.ok(await client.pttl('mutex:test-d:k') > 0)
+    t.ok(await client.pttl('test-d:lock:{k}') > 0)
     t.equal(lost, 0)
     await lease.release()
     const after = await other.acquire('k', 100)
@@ -121,35 +157,118 @@ test('redis lock store', { skip }, async (t) => {
 
   t.test('a lease is released only by its owner; its loss is reported', async (t) => {
     const lost: string[] = []
+    const onLockLost = (error: Error, key: string) => { lost.push(`${key}: ${error.message}`) }
     const client = connect()
     // A long ttl for the owner check, so no renewal notices the deletion before the release does.
-    const owner1 = redisLockStore({ client, ttl: 5000, prefix: 'test-e:', onLockLost: (error, key) => { lost.push(`${key}: ${error.message}`) } })
-    const store = redisLockStore({ client, ttl: 300, prefix: 'test-e:', onLockLost: (error, key) => { lost.push(`${key}: ${error.message}`) } })
+    const owner1 = redisLockStore({ client, ttl: 5000, prefix: 'test-e:', onLockLost })
+    const store = redisLockStore({ client, ttl: 300, prefix: 'test-e:', onLockLost })
     const other = redisLockStore({ client: connect(), ttl: 5000, prefix: 'test-e:' })
     const stale = await owner1.acquire('k', 1000)
-    await client.del('mutex:test-e:k') // as if the lease had expired
+    await client.del('test-e:lock:{k}') // as if the lease had expired
     const fresh = await other.acquire('k', 1000)
-    const owner = await client.get('mutex:test-e:k')
+    t.ok(fresh.token > stale.token, 'the new owner has the larger token')
+    const owner = await client.get('test-e:lock:{k}')
     await stale.release()
-    t.equal(await client.get('mutex:test-e:k'), owner, 'the stale lease did not delete the new owner\'s key')
+    t.equal(await client.get('test-e:lock:{k}'), owner, 'the stale lease did not delete the new owner\'s key')
     const lease2 = await store.acquire('j', 1000)
-    await client.set('mutex:test-e:j', 'someone else')
-    await until('the loss to be noticed', () => lost.length > 0)
-    t.match(lost, [/^j: Lost mutex for key mutex:test-e:j/])
+    await client.set('test-e:lock:{j}', 'someone else')
+    await until('the loss to be noticed', () => lost.length === 2)
     await lease2.release()
-    t.equal(await client.get('mutex:test-e:j'), 'someone else')
+    t.equal(await client.get('test-e:lock:{j}'), 'someone else')
     await fresh.release()
+    t.same(lost, [
+      `k: The lease on "k" was lost: ${LOST_AT_RELEASE}`,
+      `j: The lease on "j" was lost: ${LOST_AT_RENEWAL}`
+    ], 'each loss reported once')
   })
 
-  t.test('without onLockLost, a lost lease is a process warning', async (t) => {
+  t.test('a key deleted by another client: the signal aborts at the next renewal', async (t) => {
+    const lost: Array<{ error: Error, key: string }> = []
+    const store = redisLockStore({ client: connect(), ttl: 1500, prefix: 'test-k:', onLockLost: (error, key) => { lost.push({ error, key }) } })
+    const lease = await store.acquire('/items/7', 1000)
+    const aborted = new Promise<number>((resolve) => lease.signal.addEventListener('abort', () => resolve(Date.now())))
+    await connect().del('test-k:lock:{/items/7}')
+    const deleted = Date.now()
+    const at = await aborted
+    t.ok(at - deleted < store.renewInterval + 500, `within one renewal interval (${store.renewInterval} ms) and a margin: ${at - deleted} ms`)
+    t.ok(lease.signal.reason instanceof LockLostError, 'the reason is a LockLostError')
+    t.equal(lease.signal.reason.code, ProblemCode.LOCK_LOST)
+    t.equal(lease.signal.reason.message, `The lease on "/items/7" was lost: ${LOST_AT_RENEWAL}`)
+    t.equal(lost.length, 1)
+    t.equal(lost[0].error, lease.signal.reason, 'onLockLost gets the same error')
+    t.equal(lost[0].key, '/items/7', 'and the resource key')
+    await lease.release()
+    t.equal(lost.length, 1, 'the release does not report it again')
+  })
+
+  t.test('a loss found only at release aborts the signal and is reported', async (t) => {
+    const lost: string[] = []
     const client = connect()
-    const store = redisLockStore({ client, ttl: 60, prefix: 'test-f:' })
-    const warned = new Promise<Error & { code?: string }>((resolve) => process.once('warning', resolve))
+    const store = redisLockStore({ client, ttl: 60_000, prefix: 'test-l:', onLockLost: (error, key) => { lost.push(`${key}: ${error.message}`) } })
     const lease = await store.acquire('k', 1000)
-    await client.set('mutex:test-f:k', 'someone else')
-    const warning = await warned
-    t.equal(warning.code, 'FST_PRECONDITION_LOCK_LOST')
-    t.match(warning.message, /lease on "k" was lost/)
+    await client.del('test-l:lock:{k}') // a Redis restart or an eviction, long before the first renewal
+    t.equal(lease.signal.aborted, false, 'nothing noticed it yet')
+    const released = await settle(Promise.resolve(lease.release()))
+    t.equal(released.error, null, 'release resolves')
+    t.equal(lease.signal.aborted, true, 'aborted by the time release resolves')
+    t.ok(lease.signal.reason instanceof LockLostError)
+    t.same(lost, [`k: The lease on "k" was lost: ${LOST_AT_RELEASE}`])
+    await lease.release()
+    t.equal(lost.length, 1, 'a second release is a no-op')
+    t.equal(store.size, 0)
+  })
+
+  t.test('a command timeout during a Redis pause leaves no ghost lock', async (t) => {
+    const client = connect(server.port, { commandTimeout: 300 })
+    const store = redisLockStore({ client, ttl: 30_000, prefix: 'test-m:' })
+    const other = redisLockStore({ client: connect(), ttl: 30_000, prefix: 'test-m:' })
+    await (await store.acquire('warm-up', 1000)).release() // so Redis has the scripts cached
+    const sleeper = connect()
+    const fence = Number(await sleeper.get('test-m:fence:{k}') ?? 0)
+    const asleep = sleeper.call('DEBUG', 'SLEEP', '1.5')
+    await sleep(100)
+    const failed = await settle(store.acquire('k', 5000))
+    t.ok(failed.error instanceof LockUnavailableError, 'the acquire command timed out: 503')
+    t.match(failed.error?.message, /timed out/)
+    t.equal(store.size, 0)
+    await asleep
+    await sleeper.ping()
+    const started = Date.now()
+    const lease = await other.acquire('k', 1000)
+    t.ok(Date.now() - started < 1000, `taken at once after Redis woke (${Date.now() - started} ms), not after the 30 s ttl`)
+    t.equal(lease.token, fence + 2, 'the timed-out acquire did run when Redis woke, and its key was deleted after it')
+    await lease.release()
+  })
+
+  t.test('a wait that ends while the acquire command is stuck in a Redis pause leaves no ghost lock', async (t) => {
+    const store = redisLockStore({ client: connect(), ttl: 30_000, prefix: 'test-n:' })
+    const other = redisLockStore({ client: connect(), ttl: 30_000, prefix: 'test-n:' })
+    await (await store.acquire('warm-up', 1000)).release()
+    const sleeper = connect()
+    const asleep = sleeper.call('DEBUG', 'SLEEP', '1')
+    await sleep(100)
+    const failed = await settle(store.acquire('k', 200))
+    t.ok(failed.error instanceof LockTimeoutError, 'the write gave up waiting')
+    await asleep
+    await sleeper.ping()
+    const started = Date.now()
+    const lease = await other.acquire('k', 1000)
+    t.ok(Date.now() - started < 1000, `taken at once after Redis woke (${Date.now() - started} ms)`)
+    await lease.release()
+  })
+
+  t.test('an acquire script that fails after its SET ran leaves no lock behind', async (t) => {
+    const client = connect()
+    const store = redisLockStore({ client, ttl: 30_000, prefix: 'test-o:' })
+    await client.set('test-o:fence:{k}', 'not a number') // INCR fails after SET NX took the key
+    const failed = await settle(store.acquire('k', 1000))
+    t.ok(failed.error instanceof LockUnavailableError)
+    t.match(failed.error?.message, /not an integer/)
+    await client.ping() // after the owner-checked delete, on the same connection
+    t.equal(await client.exists('test-o:lock:{k}'), 0, 'the key it set was deleted')
+    await client.set('test-o:fence:{k}', '41')
+    const lease = await store.acquire('k', 1000)
+    t.equal(lease.token, 42)
     await lease.release()
   })
 
@@ -170,7 +289,7 @@ test('redis lock store', { skip }, async (t) => {
     t.ok(Date.now() - started < 1000, 'at once, not after the 5 s wait')
     t.ok((await settle(store.acquire('x', 100))).error instanceof LockUnavailableError)
     await held.release()
-    t.equal(await client.exists('mutex:test-g:k'), 0)
+    t.equal(await client.exists('test-g:lock:{k}'), 0)
   })
 
   t.test('Redis unreachable: 503 at once, never a write; service resumes when it is back', async (t) => {
@@ -253,26 +372,45 @@ test('redis lock store', { skip }, async (t) => {
 })
 
 // States a live server cannot be held in on demand: a command that never answers, or fails.
-function fakeClient (t: Test, overrides: Partial<Record<'set' | 'evalsha', (...args: unknown[]) => Promise<unknown>>> & { status?: string }): RedisLockClient & { calls: string[] } {
-  const calls: string[] = []
+type ScriptName = 'acquire' | 'renew' | 'release'
+type Handler = (...args: unknown[]) => Promise<unknown>
+
+function scriptName (args: unknown[]): ScriptName {
+  // EVALSHA sha numkeys ...keys ...args: acquire has two keys; renew sends a ttl, release does not.
+  if (args[1] === 2) return 'acquire'
+  return args.length === 5 ? 'renew' : 'release'
+}
+
+function fakeClient (t: Test, overrides: Partial<Record<ScriptName, Handler>> & { status?: string }): RedisLockClient & { calls: ScriptName[] } {
+  const calls: ScriptName[] = []
+  const defaults: Record<ScriptName, Handler> = { acquire: async () => 1, renew: async () => 1, release: async () => 1 }
   const client = {
     status: overrides.status ?? 'ready',
     calls,
-    set: (...args: unknown[]) => { calls.push('set'); return (overrides.set ?? (async () => 'OK'))(...args) },
-    evalsha: (...args: unknown[]) => { calls.push('evalsha'); return (overrides.evalsha ?? (async () => 1))(...args) },
-    eval: async () => 1,
-    get: async () => null,
-    zrem: async () => 0
+    evalsha: (...args: unknown[]) => {
+      const name = scriptName(args)
+      calls.push(name)
+      return (overrides[name] ?? defaults[name])(...args)
+    },
+    eval: async () => { throw new Error('EVAL is only sent after NOSCRIPT') }
   }
   t.ok(client)
-  return client as unknown as RedisLockClient & { calls: string[] }
+  return client as unknown as RedisLockClient & { calls: ScriptName[] }
+}
+
+function deferred<T> (): { promise: Promise<T>, resolve: (value: T) => void, reject: (error: Error) => void } {
+  const handles = {} as { resolve: (value: T) => void, reject: (error: Error) => void }
+  const promise = new Promise<T>((resolve, reject) => { handles.resolve = resolve; handles.reject = reject })
+  return { promise, ...handles }
 }
 
 test('a Redis command that never answers', async (t) => {
   const never = () => new Promise<unknown>(() => {})
-  const ready = redisLockStore({ client: fakeClient(t, { set: never }) })
+  const client = fakeClient(t, { acquire: never })
+  const ready = redisLockStore({ client })
   t.ok((await settle(ready.acquire('k', 50))).error instanceof LockTimeoutError, 'while ioredis says ready: a timeout')
-  const connecting = fakeClient(t, { set: never, status: 'ready' })
+  t.same(client.calls, ['acquire', 'release'], 'the owner-checked delete follows the command it gave up on')
+  const connecting = fakeClient(t, { acquire: never, status: 'ready' })
   const store = redisLockStore({ client: connecting })
   const pending = settle(store.acquire('k', 50))
   ;(connecting as { status: string }).status = 'connecting'
@@ -282,24 +420,52 @@ test('a Redis command that never answers', async (t) => {
   t.equal(store.size, 0)
 })
 
-test('a SET that lands after the wait ended is handed straight back', async (t) => {
-  const client = fakeClient(t, { set: () => sleep(80).then(() => 'OK') })
+test('an acquire that lands after the wait ended is handed straight back', async (t) => {
+  const client = fakeClient(t, { acquire: () => sleep(80).then(() => 7) })
   const store = redisLockStore({ client })
   t.ok((await settle(store.acquire('k', 20))).error instanceof LockTimeoutError)
+  t.same(client.calls, ['acquire', 'release'], 'deleted when the wait ended, behind the acquire')
   await sleep(120)
-  t.same(client.calls, ['set', 'evalsha'], 'the late lease was deleted')
-  const failing = fakeClient(t, { set: () => sleep(40).then(() => 'OK'), evalsha: async () => { throw new Error('Connection is closed.') } })
+  t.same(client.calls, ['acquire', 'release', 'release'], 'and again once it answered that it took the key')
+  const busy = fakeClient(t, { acquire: () => sleep(40).then(() => 0) })
+  t.ok((await settle(redisLockStore({ client: busy }).acquire('k', 10))).error instanceof LockTimeoutError)
+  await sleep(80)
+  t.same(busy.calls, ['acquire', 'release'], 'not again when it answered that the key was held')
+  const failing = fakeClient(t, { acquire: () => sleep(40).then(() => 1), release: async () => { throw new Error('Connection is closed.') } })
   t.ok((await settle(redisLockStore({ client: failing }).acquire('k', 10))).error instanceof LockTimeoutError)
   await sleep(80)
-  t.same(failing.calls, ['set', 'evalsha'], 'a failed delete of the late lease is let go (it expires with its ttl)')
+  t.same(failing.calls, ['acquire', 'release', 'release'], 'a failed delete is let go (the key expires with its ttl)')
+  const late = fakeClient(t, { acquire: () => sleep(40).then(() => { throw new Error('Command timed out') }) })
+  t.ok((await settle(redisLockStore({ client: late }).acquire('k', 10))).error instanceof LockTimeoutError, 'a command failing after the wait ended changes nothing')
+  await sleep(80)
+  t.same(late.calls, ['acquire', 'release'])
 })
 
-test('a failing Redis command is LockUnavailableError', async (t) => {
-  const store = redisLockStore({ client: fakeClient(t, { set: async () => { throw new Error("Stream isn't writeable and enableOfflineQueue options is false") } }) })
+test('between attempts, a wait that ends has nothing to delete', async (t) => {
+  const client = fakeClient(t, { acquire: async () => 0 })
+  const store = redisLockStore({ client, retryInterval: 1000 })
+  t.ok((await settle(store.acquire('k', 50))).error instanceof LockTimeoutError)
+  t.same(client.calls, ['acquire'])
+  const closing = fakeClient(t, { acquire: async () => 0 })
+  const closed = redisLockStore({ client: closing, retryInterval: 1000 })
+  const waiting = settle(closed.acquire('k', 5000))
+  await sleep(20)
+  closed.close()
+  t.ok((await waiting).error instanceof LockUnavailableError)
+  t.same(closing.calls, ['acquire'])
+})
+
+test('a failing Redis command is LockUnavailableError, and its key is deleted', async (t) => {
+  const client = fakeClient(t, { acquire: async () => { throw new Error("Stream isn't writeable and enableOfflineQueue options is false") } })
+  const store = redisLockStore({ client })
   const result = await settle(store.acquire('k', 1000))
   t.ok(result.error instanceof LockUnavailableError)
   t.match(result.error?.message, /enableOfflineQueue/)
-  const odd = redisLockStore({ client: fakeClient(t, { set: () => Promise.reject('not an error') }) }) // eslint-disable-line prefer-promise-reject-errors
+  t.same(client.calls, ['acquire', 'release'], 'the owner-checked delete is sent: the script may have run')
+  const dropped = fakeClient(t, { acquire: async () => { throw new Error('Connection is closed.') } })
+  t.ok((await settle(redisLockStore({ client: dropped }).acquire('k', 1000))).error instanceof LockUnavailableError)
+  t.same(dropped.calls, ['acquire', 'release'], 'also when the connection dropped mid-acquire')
+  const odd = redisLockStore({ client: fakeClient(t, { acquire: () => Promise.reject('not an error') }) }) // eslint-disable-line prefer-promise-reject-errors
   t.match((await settle(odd.acquire('k', 1000))).error?.message, /not an error/)
   const flaky = fakeClient(t, { status: 'ready' })
   const queued = redisLockStore({ client: flaky })
@@ -318,20 +484,84 @@ test('a failing Redis command is LockUnavailableError', async (t) => {
   }
 })
 
-test('a renewal that cannot reach Redis is retried, not a crash; a failed one reports the loss', async (t) => {
-  let refreshes = 0
+test('a renewal that cannot reach Redis is retried, not a crash; one that finds the key gone reports the loss', async (t) => {
+  let renewals = 0
   const lost: string[] = []
   const client = fakeClient(t, {
-    evalsha: async () => {
-      refreshes++
-      if (refreshes === 1) throw new Error('Connection is closed.')
-      return refreshes === 2 ? 1 : 0
+    renew: async () => {
+      renewals++
+      if (renewals === 1) throw new Error('Connection is closed.')
+      return renewals === 2 ? 1 : 0
     }
   })
-  const store = redisLockStore({ client, ttl: 30, onLockLost: (_error, key) => lost.push(key) })
+  const store = redisLockStore({ client, ttl: 300, onLockLost: (_error, key) => lost.push(key) })
   const lease: Lease = await store.acquire('k', 100)
-  await until('three renewals', () => refreshes >= 3)
+  await until('three renewals', () => renewals >= 3)
   await sleep(10)
   t.same(lost, ['k'], 'reported once, on the renewal that found the key gone')
+  t.match(lease.signal.reason, { message: new RegExp(LOST_AT_RENEWAL) })
   await lease.release()
+  t.same(lost, ['k'])
+  t.equal(renewals, 3, 'no renewal after the loss')
+})
+
+test('no renewal succeeding within the ttl is a loss', async (t) => {
+  const lost: Error[] = []
+  const never = fakeClient(t, { renew: () => new Promise<unknown>(() => {}) })
+  const store = redisLockStore({ client: never, ttl: 150, onLockLost: (error) => lost.push(error) })
+  const lease = await store.acquire('k', 100)
+  const started = Date.now()
+  await until('the lease to be given up', () => lease.signal.aborted)
+  t.ok(Date.now() - started < 1000, 'about a ttl after it was taken')
+  t.match(lease.signal.reason, { code: ProblemCode.LOCK_LOST, message: /no renewal succeeded within its ttl of 150 ms/ })
+  t.equal(lost[0], lease.signal.reason)
+  t.same(never.calls, ['acquire', 'renew'], 'one renewal in flight, never answered')
+  const failing = fakeClient(t, { renew: async () => { throw new Error('Command timed out') } })
+  const other = redisLockStore({ client: failing, ttl: 150 })
+  const lease2 = await other.acquire('k', 100)
+  await until('the lease to be given up', () => lease2.signal.aborted)
+  t.ok(failing.calls.filter((name) => name === 'renew').length >= 2, 'renewals that fail are retried until the ttl runs out')
+  const calls = failing.calls.length
+  await sleep(150)
+  t.equal(failing.calls.length, calls, 'and stop then')
+  await lease.release()
+  await lease2.release()
+  t.equal(lost.length, 1, 'a release that deletes the key does not report it again')
+})
+
+test('a renewal answered after the release changes nothing', async (t) => {
+  const answers: Array<ReturnType<typeof deferred<unknown>>> = []
+  const client = fakeClient(t, {
+    renew: () => {
+      const answer = deferred<unknown>()
+      answers.push(answer)
+      return answer.promise
+    },
+    release: async () => 0
+  })
+  const lost: string[] = []
+  const store = redisLockStore({ client, ttl: 30, onLockLost: (_error, key) => lost.push(key) })
+  const first = await store.acquire('a', 100)
+  const second = await store.acquire('b', 100)
+  await until('both renewals in flight', () => answers.length === 2)
+  await first.release()
+  await second.release()
+  t.same(lost, ['a', 'b'], 'the releases found no key')
+  answers[0].resolve(1)
+  answers[1].reject(new Error('Connection is closed.'))
+  await sleep(60)
+  t.same(client.calls.filter((name) => name === 'renew').length, 2, 'no renewal after the release')
+  t.same(lost, ['a', 'b'])
+})
+
+test('a release never rejects: a failed delete, a throwing onLockLost', async (t) => {
+  const failing = fakeClient(t, { release: async () => { throw new Error('Connection is closed.') } })
+  const lease = await redisLockStore({ client: failing }).acquire('k', 100)
+  t.equal((await settle(Promise.resolve(lease.release()))).error, null, 'a delete that failed: the key expires with its ttl')
+  t.equal(lease.signal.aborted, false, 'not a loss')
+  const gone = fakeClient(t, { release: async () => 0 })
+  const throwing = redisLockStore({ client: gone, onLockLost: () => { throw new Error('reporter broke') } })
+  const lost = await throwing.acquire('k', 100)
+  t.equal((await settle(Promise.resolve(lost.release()))).error, null, 'onLockLost threw')
+  t.equal(lost.signal.aborted, true)
 })

@@ -71,6 +71,8 @@ app.get('/typed/:id', {
 const outcome: Outcome = evaluate('PUT', { 'if-match': '"a"' }, { etag: '"a"' })
 const options: FastifyPreconditionOptions = { exposeEtag: true }
 const policy: ConcurrencyOptions = { require: 'if-match' }
-const store: LockStore = { acquire: () => ({ release: () => {} }) }
+const store: LockStore = { acquire: () => ({ token: 1, signal: AbortSignal.abort(), release: () => {} }) }
+// @ts-expect-error a lease has a fencing token and a signal
+const tokenless: LockStore = { acquire: () => ({ release: () => {} }) }
 const problem: ProblemDetails = { type: 'about:blank', title: 'Precondition Failed', status: 412, detail: '', instance: '/', code: 'FST_PRECONDITION_FAILED' }
-export { outcome, options, policy, store, problem, ProblemDetailsSchema }
+export { outcome, options, policy, store, tokenless, problem, ProblemDetailsSchema }

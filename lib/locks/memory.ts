@@ -14,14 +14,17 @@ class KeyLock implements Lease {
   readonly key: string
   readonly store: MemoryLockStore
   readonly token: number
-  readonly signal = neverAborted
   waiters: Waiter[] | null = null
   released = false
 
-  constructor (key: string, store: MemoryLockStore) {
+  constructor (key: string, store: MemoryLockStore, token: number) {
     this.key = key
     this.store = store
-    this.token = ++store.tokens
+    this.token = token
+  }
+
+  get signal (): AbortSignal {
+    return neverAborted
   }
 
   release (): void {
@@ -33,11 +36,13 @@ class KeyLock implements Lease {
 
 /**
  * A keyed mutex for one process: first come, first served, waiters give up after `timeout`.
+ * Fencing tokens come from one counter per store; leases are never lost, so `signal` never aborts.
  */
 export class MemoryLockStore implements LockStore {
   readonly locks = new Map<string, KeyLock>()
-  /** The last fencing token handed out: one counter for all keys, so it grows per key too. */
-  tokens = 0
+  // One counter for every key: strictly increasing across keys, hence per key, with nothing kept
+  // for a key nobody holds. 2^53 acquisitions would take centuries, so it stays a safe integer.
+  private tokens = 0
   private closed = false
 
   /** How many keys are held now (for tests and monitoring). */
@@ -49,7 +54,7 @@ export class MemoryLockStore implements LockStore {
     if (this.closed) return Promise.reject(new LockUnavailableError('the server is closing'))
     const held = this.locks.get(key)
     if (held === undefined) {
-      const lock = new KeyLock(key, this)
+      const lock = new KeyLock(key, this, ++this.tokens)
       this.locks.set(key, lock)
       return lock
     }
@@ -75,7 +80,7 @@ export class MemoryLockStore implements LockStore {
       return
     }
     clearTimeout(next.timer)
-    const lock = new KeyLock(previous.key, this)
+    const lock = new KeyLock(previous.key, this, ++this.tokens)
     lock.waiters = waiters
     this.locks.set(previous.key, lock)
     next.resolve(lock)

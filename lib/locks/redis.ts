@@ -1,13 +1,26 @@
-// The lock store for many processes: one Redis mutex per resource key, from redis-semaphore, so
-// the lock protocol (SET NX PX, owner-checked refresh and delete) is the library's, not ours.
-// Only this subpath imports ioredis and redis-semaphore; the main entry never does.
-import { Mutex } from 'redis-semaphore'
-import { invalidOption, LockTimeoutError, LockUnavailableError } from '../errors.js'
+// The lock store for many processes: one Redis lease per resource key, with a fencing token.
+//
+// The lock protocol is ours, in three short Lua scripts, rather than redis-semaphore's: that
+// library cannot hand out a fencing token (its issue #127 asks for one), and a token is only
+// worth something if it is taken in the same atomic step as the lock. Each script is the usual
+// one (SET NX PX to take, and a renewal and a delete that act only while the key still holds this
+// lease's random id); the acquire script also increments the key's fence counter. What the
+// library did besides (polling, renewing) is a few timers here, and doing it ourselves lets a
+// given-up acquisition delete what it may have taken, and lets a lost lease abort its signal.
+//
+// Only this subpath knows about Redis, and it imports nothing from ioredis at run time: the
+// client is the caller's.
+import { createHash, randomBytes } from 'node:crypto'
+import type { Redis } from 'ioredis'
+import { invalidOption, LockLostError, LockTimeoutError, LockUnavailableError } from '../errors.js'
 import { MemoryLockStore } from './memory.js'
 import type { Lease, LockStore } from './types.js'
 
-/** An ioredis client: a `Redis` (what the tests use) or a `Cluster` (each lock is a single key). */
-export type RedisLockClient = ConstructorParameters<typeof Mutex>[0] & { readonly status?: string }
+/**
+ * An ioredis client: a `Redis` or a `Cluster`. The store runs its scripts with EVALSHA (EVAL when
+ * Redis does not know them yet), so any client with those two commands and ioredis' `status` works.
+ */
+export type RedisLockClient = Pick<Redis, 'eval' | 'evalsha'> & { readonly status?: string }
 
 export interface RedisLockStoreOptions {
   /** The ioredis client. The store never connects, disconnects or quits it: it is yours. */
@@ -17,13 +30,17 @@ export interface RedisLockStoreOptions {
    * so `ttl` only bounds how long a key stays locked after its process died. Default 10000.
    */
   ttl?: number
-  /** Prepended to resource keys; the Redis key is `mutex:<prefix><key>`. Default `'fastify-precondition:'`. */
+  /**
+   * Prepended to the Redis keys: a resource's lease is `<prefix>lock:{<key>}` and its fence
+   * counter `<prefix>fence:{<key>}`. Default `'fastify-precondition:'`.
+   */
   prefix?: string
   /** How often (ms) a waiting write asks Redis again whether the key is free. Default 10. */
   retryInterval?: number
   /**
-   * Called when a held lease was found expired or taken over while its request still ran: another
-   * process may have written meanwhile. Default: a process warning `FST_PRECONDITION_LOCK_LOST`.
+   * Called, besides aborting the lease's `signal`, when a held lease is found lost while its
+   * request still ran (at a renewal, when no renewal succeeded within `ttl`, or at release):
+   * another process may have written meanwhile. Default: none.
    */
   onLockLost?: (error: Error, key: string) => void
 }
@@ -32,49 +49,47 @@ export interface RedisLockStoreOptions {
 // a server: answer 503 at once rather than letting the write wait for a reconnection.
 const UNREACHABLE = new Set(['reconnecting', 'close', 'end'])
 
-function warnLockLost (error: Error, key: string): void {
-  process.emitWarning(`fastify-precondition: the Redis lease on "${key}" was lost while its request ran (${error.message}); another process may have written meanwhile. Raise the store's ttl or check the Redis link.`, {
-    code: 'FST_PRECONDITION_LOCK_LOST'
-  })
-}
+/** A Lua script run by its SHA1, sent whole only when Redis does not have it cached yet. */
+class Script {
+  readonly lua: string
+  readonly sha: string
 
-/**
- * redis-semaphore runs renewals from a timer and lets a failed Redis call escape as an unhandled
- * rejection, which ends a Node process. A renewal that failed to reach Redis proves nothing, so it
- * counts as "not lost yet": the next renewal asks again, and it reports the loss if by then the key
- * expired or changed owner.
- */
-class LeaseMutex extends Mutex {
-  protected override async _refresh (): Promise<boolean> {
-    try {
-      return await super._refresh()
-    } catch {
-      return true
-    }
+  constructor (lua: string) {
+    this.lua = lua
+    this.sha = createHash('sha1').update(lua).digest('hex')
+  }
+
+  run (client: RedisLockClient, keys: string[], args: Array<string | number>): Promise<unknown> {
+    return client.evalsha(this.sha, keys.length, ...keys, ...args).catch((error: unknown) => {
+      if (!(error instanceof Error) || !error.message.startsWith('NOSCRIPT')) throw error
+      return client.eval(this.lua, keys.length, ...keys, ...args)
+    })
   }
 }
 
-class RedisLease implements Lease {
-  private readonly mutex: LeaseMutex
-  private readonly local: Lease
+// KEYS[1] the lease, KEYS[2] the fence counter; ARGV[1] this acquisition's id, ARGV[2] the ttl.
+// Answers the fencing token, or 0 when the key is held. The counter never expires, so tokens keep
+// growing across leases; it costs one small integer key per resource ever written.
+const ACQUIRE = new Script(`if redis.call('set', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  return redis.call('incr', KEYS[2])
+end
+return 0`)
 
-  constructor (mutex: LeaseMutex, local: Lease) {
-    this.mutex = mutex
-    this.local = local
-  }
+// 1 when the lease was still this id's and got a new ttl, 0 when it had expired or changed owner.
+const RENEW = new Script(`if redis.call('get', KEYS[1]) == ARGV[1] then
+  return redis.call('pexpire', KEYS[1], ARGV[2])
+end
+return 0`)
 
-  release (): Promise<void> {
-    // The delete is written to the connection before the next local waiter's SET, so handing the
-    // local turn over at once costs that waiter no retry.
-    const released = this.mutex.release()
-    this.local.release()
-    return released
-  }
-}
+// 1 when this id's lease was deleted, 0 when there was none to delete.
+const RELEASE = new Script(`if redis.call('get', KEYS[1]) == ARGV[1] then
+  return redis.call('del', KEYS[1])
+end
+return 0`)
 
-interface Attempt {
-  fail (error: Error): void
-}
+// Lease ids: random per process, counted within it, so no two acquisitions anywhere share one.
+const PROCESS_ID = randomBytes(12).toString('base64url')
+let acquisitions = 0
 
 function positiveInteger (name: string, value: unknown, fallback: number): number {
   if (value === undefined) return fallback
@@ -82,6 +97,180 @@ function positiveInteger (name: string, value: unknown, fallback: number): numbe
     throw invalidOption('lockStore', `redisLockStore: ${name} must be a positive whole number of milliseconds; got ${String(value)}`)
   }
   return value as number
+}
+
+function message (error: unknown): string {
+  return error instanceof Error ? error.message : String(error)
+}
+
+function ignore (): void {}
+
+class RedisLease implements Lease {
+  readonly token: number
+  readonly signal: AbortSignal
+  private readonly store: RedisLockStore
+  private readonly key: string
+  private readonly lockKey: string
+  private readonly id: string
+  private readonly local: Lease
+  private readonly controller = new AbortController()
+  private renewal: NodeJS.Timeout | undefined
+  private expiry: NodeJS.Timeout | undefined
+  private released = false
+  private lost = false
+
+  constructor (store: RedisLockStore, attempt: Acquisition, token: number) {
+    this.store = store
+    this.key = attempt.key
+    this.lockKey = attempt.lockKey
+    this.id = attempt.id
+    this.local = attempt.local
+    this.token = token
+    this.signal = this.controller.signal
+    this.extend(attempt.sentAt)
+    this.scheduleRenewal()
+  }
+
+  // The lease is known to last until `ttl` after the command that set or renewed it was sent:
+  // Redis started its ttl later than that. Past this local deadline with no renewal confirmed, the
+  // key may have expired in Redis, so the lease counts as lost.
+  private extend (sentAt: number): void {
+    clearTimeout(this.expiry)
+    this.expiry = setTimeout(() => {
+      this.lose(`no renewal succeeded within its ttl of ${this.store.ttl} ms`)
+    }, Math.max(sentAt + this.store.ttl - Date.now(), 0))
+    this.expiry.unref()
+  }
+
+  private scheduleRenewal (): void {
+    this.renewal = setTimeout(() => { this.renew() }, this.store.renewInterval)
+    this.renewal.unref()
+  }
+
+  private renew (): void {
+    const sentAt = Date.now()
+    RENEW.run(this.store.client, [this.lockKey], [this.id, this.store.ttl]).then((renewed) => {
+      if (this.released || this.lost) return
+      if (renewed !== 1) {
+        this.lose('a renewal found the key expired or held by another')
+        return
+      }
+      this.extend(sentAt)
+      this.scheduleRenewal()
+    }, () => {
+      // A renewal that did not reach Redis proves nothing: ask again at the next interval. The
+      // expiry timer declares the loss if none succeeds in time.
+      if (this.released || this.lost) return
+      this.scheduleRenewal()
+    })
+  }
+
+  private lose (reason: string): void {
+    if (this.lost) return
+    this.lost = true
+    clearTimeout(this.renewal)
+    clearTimeout(this.expiry)
+    const error = new LockLostError(this.key, reason)
+    this.controller.abort(error)
+    this.store.reportLoss(error, this.key)
+  }
+
+  release (): Promise<void> {
+    if (this.released) return Promise.resolve()
+    this.released = true
+    clearTimeout(this.renewal)
+    clearTimeout(this.expiry)
+    // The delete is written to the connection before the next local waiter's acquire, so handing
+    // the local turn over at once costs that waiter no retry.
+    const deleted = RELEASE.run(this.store.client, [this.lockKey], [this.id])
+    this.local.release()
+    return deleted.then((count) => {
+      if (count !== 1) this.lose('at release, the key was found expired or held by another')
+    }, ignore) // the delete did not reach Redis: the key expires with its ttl
+  }
+}
+
+/** One write's wait for a key in Redis, from its turn in this process until it holds or gives up. */
+class Acquisition {
+  readonly store: RedisLockStore
+  readonly key: string
+  readonly lockKey: string
+  readonly fenceKey: string
+  readonly id = `${PROCESS_ID}:${++acquisitions}`
+  readonly local: Lease
+  private readonly resolve: (lease: Lease) => void
+  private readonly reject: (error: Error) => void
+  private readonly timer: NodeJS.Timeout
+  private retry: NodeJS.Timeout | undefined
+  sentAt = 0
+  private inFlight = false
+  private done = false
+
+  constructor (store: RedisLockStore, key: string, local: Lease, timeout: number, wait: number,
+    resolve: (lease: Lease) => void, reject: (error: Error) => void) {
+    this.store = store
+    this.key = key
+    this.lockKey = store.lockKey(key)
+    this.fenceKey = store.fenceKey(key)
+    this.local = local
+    this.resolve = resolve
+    this.reject = reject
+    // Bounded here rather than between attempts: a Redis call can wait in ioredis' offline queue
+    // far longer than the write may.
+    this.timer = setTimeout(() => {
+      const status = store.client.status
+      this.giveUp(status === undefined || status === 'ready'
+        ? new LockTimeoutError(timeout, key)
+        : new LockUnavailableError(`the Redis connection is ${status}`))
+    }, Math.max(wait, 1))
+    this.attempt()
+  }
+
+  private attempt (): void {
+    this.sentAt = Date.now()
+    this.inFlight = true
+    ACQUIRE.run(this.store.client, [this.lockKey, this.fenceKey], [this.id, this.store.ttl])
+      .then((token) => { this.answered(token) }, (error: unknown) => {
+        this.inFlight = false
+        // The script may have run though its answer was lost (a timeout, a dropped connection).
+        this.giveUp(new LockUnavailableError(message(error)), true)
+      })
+  }
+
+  private answered (token: unknown): void {
+    this.inFlight = false
+    if (this.done) {
+      // Given up while the command was in flight. The delete sent then reached Redis after it, so
+      // this one is only for a client that does not keep a connection's order (a redirection).
+      if (token !== 0) this.store.forget(this.lockKey, this.id)
+      return
+    }
+    if (typeof token === 'number' && token > 0) {
+      this.done = true
+      clearTimeout(this.timer)
+      this.store.attempts.delete(this)
+      this.resolve(new RedisLease(this.store, this, token))
+      return
+    }
+    this.retry = setTimeout(() => { this.attempt() }, this.store.retryInterval)
+  }
+
+  /**
+   * Ends the wait with `error`. When a command may have taken the key (one is in flight, or one
+   * `failed` without saying whether it ran), the owner-checked delete for this id follows it on
+   * the same connection, so no key is left that nobody holds or renews. Between attempts there is
+   * nothing to delete: every attempt so far answered that the key was held by another.
+   */
+  giveUp (error: Error, failed = false): void {
+    if (this.done) return
+    this.done = true
+    clearTimeout(this.timer)
+    clearTimeout(this.retry)
+    this.store.attempts.delete(this)
+    if (failed || this.inFlight) this.store.forget(this.lockKey, this.id)
+    this.local.release()
+    this.reject(error)
+  }
 }
 
 /**
@@ -94,9 +283,12 @@ export class RedisLockStore implements LockStore {
   readonly ttl: number
   readonly prefix: string
   readonly retryInterval: number
-  private readonly onLockLost: (error: Error, key: string) => void
+  /** How often (ms) a held lease is renewed: `ttl / 3`, at least 1. */
+  readonly renewInterval: number
+  private readonly onLockLost: ((error: Error, key: string) => void) | undefined
   private readonly queue = new MemoryLockStore()
-  private readonly attempts = new Set<Attempt>()
+  /** @internal The acquisitions waiting on Redis now, for `close`. */
+  readonly attempts = new Set<Acquisition>()
   private closed = false
 
   constructor (options: RedisLockStoreOptions) {
@@ -104,11 +296,16 @@ export class RedisLockStore implements LockStore {
       throw invalidOption('lockStore', 'redisLockStore needs options: { client, ttl?, prefix?, retryInterval?, onLockLost? }')
     }
     const { client, prefix, onLockLost } = options
-    if (typeof client !== 'object' || client === null || typeof client.set !== 'function' || typeof client.evalsha !== 'function') {
+    if (typeof client !== 'object' || client === null || typeof client.eval !== 'function' || typeof client.evalsha !== 'function') {
       throw invalidOption('lockStore', 'redisLockStore: client must be an ioredis client (new Redis(...))')
     }
     if (prefix !== undefined && typeof prefix !== 'string') {
       throw invalidOption('lockStore', `redisLockStore: prefix must be a string; got ${JSON.stringify(prefix)}`)
+    }
+    // A '{' the prefix does not close would make Redis Cluster hash the whole rest of each key,
+    // and a resource's lease and fence counter would land in different slots.
+    if (prefix !== undefined && /\{[^}]*$/.test(prefix)) {
+      throw invalidOption('lockStore', `redisLockStore: prefix must not hold an unclosed '{'; got ${JSON.stringify(prefix)}`)
     }
     if (onLockLost !== undefined && typeof onLockLost !== 'function') {
       throw invalidOption('lockStore', 'redisLockStore: onLockLost must be a function (error, key) => void')
@@ -116,13 +313,42 @@ export class RedisLockStore implements LockStore {
     this.client = client
     this.ttl = positiveInteger('ttl', options.ttl, 10_000)
     this.retryInterval = positiveInteger('retryInterval', options.retryInterval, 10)
+    this.renewInterval = Math.max(Math.floor(this.ttl / 3), 1)
     this.prefix = prefix ?? 'fastify-precondition:'
-    this.onLockLost = onLockLost ?? warnLockLost
+    this.onLockLost = onLockLost
   }
 
   /** How many keys this process holds or waits for now (for tests and monitoring). */
   get size (): number {
     return this.queue.size
+  }
+
+  // Both keys of a resource carry the hash tag `{<key>}`, so they share a Redis Cluster slot and
+  // one script can touch both. (A key that is empty or starts with '}' has no tag; on a Cluster its
+  // acquisitions then fail with CROSSSLOT, a 503, never an unguarded write.)
+  /** The Redis key of a resource's lease. */
+  lockKey (key: string): string {
+    return `${this.prefix}lock:{${key}}`
+  }
+
+  /** The Redis key of a resource's fence counter: the last token handed out for it. */
+  fenceKey (key: string): string {
+    return `${this.prefix}fence:{${key}}`
+  }
+
+  /** @internal The owner-checked delete of a lease this process may hold; a failure leaves it to its ttl. */
+  forget (lockKey: string, id: string): void {
+    RELEASE.run(this.client, [lockKey], [id]).catch(ignore)
+  }
+
+  /** @internal Passes a lost lease to `onLockLost`. */
+  reportLoss (error: Error, key: string): void {
+    if (this.onLockLost === undefined) return
+    try {
+      this.onLockLost(error, key)
+    } catch {
+      // A reporting callback's own failure must not fail a release or escape a renewal timer.
+    }
   }
 
   private unreachable (): Error | null {
@@ -147,52 +373,8 @@ export class RedisLockStore implements LockStore {
       local.release()
       return Promise.reject(unreachable)
     }
-    const onLockLost = this.onLockLost
-    const mutex = new LeaseMutex(this.client, this.prefix + key, {
-      lockTimeout: this.ttl,
-      // The wait ends by the timer below, which aborts the library's polling loop.
-      acquireTimeout: Number.POSITIVE_INFINITY,
-      retryInterval: this.retryInterval,
-      refreshInterval: Math.max(Math.floor(this.ttl / 3), 1),
-      onLockLost (error) { onLockLost(error, key) }
-    })
-    const controller = new AbortController()
-    const attempts = this.attempts
-    const client = this.client
     return new Promise<Lease>((resolve, reject) => {
-      let done = false
-      const attempt: Attempt = {
-        fail (error: Error) {
-          if (done) return
-          done = true
-          clearTimeout(timer)
-          attempts.delete(attempt)
-          controller.abort(error)
-          local.release()
-          reject(error)
-        }
-      }
-      attempts.add(attempt)
-      // Bounded here rather than by the library's acquireTimeout, which is only checked between
-      // attempts: a Redis call can wait in ioredis' offline queue far longer.
-      const timer = setTimeout(() => {
-        attempt.fail(client.status === undefined || client.status === 'ready'
-          ? new LockTimeoutError(timeout, key)
-          : new LockUnavailableError(`the Redis connection is ${client.status}`))
-      }, Math.max(wait, 1))
-      mutex.acquire(controller.signal).then(() => {
-        if (done) {
-          // Given up on while the SET was in flight: hand the key straight back.
-          mutex.release().catch(ignore)
-          return
-        }
-        done = true
-        clearTimeout(timer)
-        attempts.delete(attempt)
-        resolve(new RedisLease(mutex, local))
-      }, (error: unknown) => {
-        attempt.fail(new LockUnavailableError(error instanceof Error ? error.message : String(error)))
-      })
+      this.attempts.add(new Acquisition(this, key, local, timeout, wait, resolve, reject))
     })
   }
 
@@ -200,11 +382,9 @@ export class RedisLockStore implements LockStore {
   close (): void {
     this.closed = true
     this.queue.close()
-    for (const attempt of [...this.attempts]) attempt.fail(new LockUnavailableError('the server is closing'))
+    for (const attempt of [...this.attempts]) attempt.giveUp(new LockUnavailableError('the server is closing'))
   }
 }
-
-function ignore (): void {}
 
 /**
  * A lock store on Redis for running many instances:

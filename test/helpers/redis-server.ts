@@ -26,6 +26,12 @@ async function freePort (): Promise<number> {
 export class RedisServer {
   port = 0
   private child: ChildProcess | null = null
+  private readonly extraArgs: string[]
+
+  /** `extraArgs` are added to the command line, e.g. `['--enable-debug-command', 'local']` for DEBUG SLEEP. */
+  constructor (extraArgs: string[] = []) {
+    this.extraArgs = extraArgs
+  }
 
   /** Starts redis-server (on the same port as before when restarting) and waits until it accepts connections. */
   async start (): Promise<void> {
@@ -33,7 +39,7 @@ export class RedisServer {
     if (this.port === 0) this.port = await freePort()
     const child = spawn('redis-server', [
       '--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no',
-      '--dir', tmpdir(), '--loglevel', 'notice', '--logfile', ''
+      '--dir', tmpdir(), '--loglevel', 'notice', '--logfile', '', ...this.extraArgs
     ], { stdio: ['ignore', 'pipe', 'pipe'] })
     this.child = child
     let output = ''
