@@ -214,13 +214,12 @@ export class ProblemWriter {
 
   /**
    * 400 (key missing or malformed), 409 (its first request still runs), 422 (the key was used
-   * for another request) or 503 (the store is down). 409 and 503 carry Retry-After:
-   * `retryAfter` seconds when given, else the plugin's `retryAfter`.
+   * for another request) or 503 (the store is down). 409 and 503 carry the plugin's Retry-After.
    */
-  sendIdempotencyProblem (reply: FastifyReply, code: IdempotencyProblemCode, url: string, retryAfter?: number): void {
+  sendIdempotencyProblem (reply: FastifyReply, code: IdempotencyProblemCode, url: string): void {
     const status = IDEMPOTENCY_PROBLEMS[code][0]
     reply.code(status).header('content-type', PROBLEM_CONTENT_TYPE)
-    if (status === 409 || status === 503) reply.header('retry-after', retryAfter === undefined ? this.retryAfter : String(retryAfter))
+    if (status === 409 || status === 503) reply.header('retry-after', this.retryAfter)
     reply.send(this.idempotencyHeads[code] + JSON.stringify(requestPath(url)) + ',"code":"' + code + '"}')
   }
 }

@@ -307,7 +307,7 @@ test('a client that leaves before the handler runs frees the key, and the handle
   const after = waiter()
   const before = waiter()
   app.post('/after', { config: { idempotency: true, afterClaim: after.hook } }, async () => { runs++; return 'ran' })
-  app.post('/before', { config: { idempotency: true }, preHandler: before.hook }, async () => { runs++; return 'ran' })
+  app.post('/before', { config: { idempotency: true }, preHandler: [before.hook] }, async () => { runs++; return 'ran' })
   const port = await start(t, app)
 
   const one = await partialRequest(port, 'POST', '/after', { 'idempotency-key': 'early' }, 2, '{}')
@@ -473,7 +473,6 @@ test('a callback-style handler that answers after its client left: the answer is
   t.equal(retry.body, 'created later')
   t.equal(retry.headers['idempotent-replayed'], 'true')
   t.equal(runs, 1)
-
 })
 
 test('a callback-style handler that never answers keeps its key only until its lease ends', async (t) => {
