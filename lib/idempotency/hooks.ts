@@ -170,7 +170,6 @@ function toBuffer (payload: unknown): Buffer | null {
   if (payload == null) return Buffer.alloc(0)
   if (typeof payload === 'string') return Buffer.from(payload)
   if (Buffer.isBuffer(payload)) return payload
-  if (payload instanceof Uint8Array) return Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength)
   return null
 }
 
