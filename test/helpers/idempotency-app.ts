@@ -40,3 +40,12 @@ export async function listen (app: FastifyInstance): Promise<number> {
   await app.listen({ host: '127.0.0.1', port: 0 })
   return (app.server.address() as { port: number }).port
 }
+
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** The test stand-in's route option (the plugin will read `concurrency.idempotency`). */
+    idempotency?: unknown
+    /** A preHandler the stand-in adds after the claim. */
+    afterClaim?: unknown
+  }
+}
