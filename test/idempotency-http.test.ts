@@ -298,7 +298,8 @@ function waiter () {
 }
 
 test('a client that leaves before the handler runs frees the key, and the handler never runs', async (t) => {
-  const app = await idempotencyApp()
+  const store = new MemoryIdempotencyStore()
+  const app = await idempotencyApp({ store })
   let runs = 0
   const after = waiter()
   const before = waiter()
@@ -311,7 +312,7 @@ test('a client that leaves before the handler runs frees the key, and the handle
   t.equal((await send(port, { method: 'POST', path: '/after', body: {}, headers: { 'idempotency-key': 'early' } })).status, 409, 'claimed')
   one.destroy()
   await closed(one)
-  await sleep(20)
+  await until('the key to be let go', () => store.size === 0)
   after.open()
   await sleep(20)
   t.equal(runs, 0, 'the handler did not run for a client that left')
@@ -324,7 +325,7 @@ test('a client that leaves before the handler runs frees the key, and the handle
   await until('the route hook', () => before.state.entered)
   two.destroy()
   await closed(two)
-  await sleep(20)
+  await sleep(100)
   before.open()
   await sleep(20)
   t.equal(runs, 1, 'gone before the claim: nothing claimed, nothing run')
@@ -445,7 +446,7 @@ test('a client that leaves while the claim is being made: the key is let go at o
   await sleep(50)
   socket.destroy()
   await closed(socket)
-  await sleep(20)
+  await sleep(100)
   gate()
   await sleep(20)
   t.equal(runs, 0)
