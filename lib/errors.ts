@@ -15,7 +15,9 @@ const OPTION_CODES = {
   exposeEtag: 'FST_PRECONDITION_INVALID_EXPOSE_ETAG',
   problemTypeBase: 'FST_PRECONDITION_INVALID_PROBLEM_TYPE_BASE',
   messages: 'FST_PRECONDITION_INVALID_MESSAGES',
-  documentRoutes: 'FST_PRECONDITION_INVALID_DOCUMENT_ROUTES'
+  documentRoutes: 'FST_PRECONDITION_INVALID_DOCUMENT_ROUTES',
+  idempotency: 'FST_PRECONDITION_INVALID_IDEMPOTENCY',
+  idempotencyStore: 'FST_PRECONDITION_INVALID_IDEMPOTENCY_STORE'
 } as const
 
 export type OptionName = keyof typeof OPTION_CODES
@@ -39,7 +41,17 @@ export const ProblemCode = {
   PRECONDITION_FAILED: 'FST_PRECONDITION_FAILED',
   LOCK_TIMEOUT: 'FST_PRECONDITION_LOCK_TIMEOUT',
   LOCK_UNAVAILABLE: 'FST_PRECONDITION_LOCK_UNAVAILABLE',
-  LOCK_LOST: 'FST_PRECONDITION_LOCK_LOST'
+  LOCK_LOST: 'FST_PRECONDITION_LOCK_LOST',
+  /** 400: the route requires an Idempotency-Key and the request carried none. */
+  IDEMPOTENCY_KEY_MISSING: 'FST_PRECONDITION_IDEMPOTENCY_KEY_MISSING',
+  /** 400: the Idempotency-Key is not a 1–255 character string or token. */
+  IDEMPOTENCY_KEY_INVALID: 'FST_PRECONDITION_IDEMPOTENCY_KEY_INVALID',
+  /** 409: the first request with this key is still being processed. */
+  IDEMPOTENCY_KEY_IN_USE: 'FST_PRECONDITION_IDEMPOTENCY_KEY_IN_USE',
+  /** 422: the key was already used for a different request. */
+  IDEMPOTENCY_KEY_MISMATCH: 'FST_PRECONDITION_IDEMPOTENCY_KEY_MISMATCH',
+  /** 503: the idempotency store could not be reached, so the request was not attempted. */
+  IDEMPOTENCY_UNAVAILABLE: 'FST_PRECONDITION_IDEMPOTENCY_UNAVAILABLE'
 } as const
 
 /** A lock store throws (or rejects with) this when a key stayed held past the wait limit. */

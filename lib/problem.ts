@@ -1,4 +1,5 @@
-// RFC 9457 problem details for the answers the plugin gives itself: 412, 428 and 503.
+// RFC 9457 problem details for the answers the plugin gives itself: 412, 428 and 503, and for
+// Idempotency-Key routes 400, 409 and 422.
 // The bodies are assembled from strings prepared at registration, and sent as strings, so
 // neither a route's response schema nor the app's error handler can rewrite them, and the
 // request path pays for one JSON.stringify of the path and nothing else.
@@ -28,7 +29,7 @@ export const PROBLEM_CONTENT_TYPE = 'application/problem+json; charset=utf-8'
  * and `{hints}` for the route's `requireHint…` texts joined with "or".
  */
 export interface ProblemMessages {
-  titles: { 412: string, 428: string, 503: string }
+  titles: { 412: string, 428: string, 503: string, 400: string, 409: string, 422: string }
   details: {
     preconditionRequired: string
     requireHintIfMatch: string
@@ -43,6 +44,11 @@ export interface ProblemMessages {
     ifNoneMatchInvalid: string
     lockTimeout: string
     lockUnavailable: string
+    idempotencyKeyMissing: string
+    idempotencyKeyInvalid: string
+    idempotencyKeyInUse: string
+    idempotencyKeyMismatch: string
+    idempotencyUnavailable: string
   }
 }
 
@@ -52,7 +58,14 @@ export interface ProblemMessagesOption {
 }
 
 export const defaultMessages: ProblemMessages = {
-  titles: { 412: 'Precondition Failed', 428: 'Precondition Required', 503: 'Service Unavailable' },
+  titles: {
+    412: 'Precondition Failed',
+    428: 'Precondition Required',
+    503: 'Service Unavailable',
+    400: 'Bad Request',
+    409: 'Conflict',
+    422: 'Unprocessable Content'
+  },
   details: {
     preconditionRequired: 'This request must be conditional, so that a change made since you read the resource is not overwritten. Send {hints}.',
     requireHintIfMatch: 'If-Match with the ETag that a GET of this resource returned',
@@ -66,7 +79,12 @@ export const defaultMessages: ProblemMessages = {
     ifNoneMatch: 'If-None-Match matched a current representation of the resource. With If-None-Match: * the request only creates, and the resource already exists.',
     ifNoneMatchInvalid: 'If-None-Match holds no valid entity-tag. Send quoted entity-tags (If-None-Match: "abc") or * to create only when the resource does not exist.',
     lockTimeout: 'Another write to this resource is in progress and did not finish in time. Retry after the Retry-After delay.',
-    lockUnavailable: 'The lock that makes this write safe could not be taken, so the write was not attempted. Retry after the Retry-After delay.'
+    lockUnavailable: 'The lock that makes this write safe could not be taken, so the write was not attempted. Retry after the Retry-After delay.',
+    idempotencyKeyMissing: 'This request must carry an Idempotency-Key header, so that a retry of it is never applied twice. Send a new unique key (a UUID, say) for each change, and the same key when you retry that change.',
+    idempotencyKeyInvalid: 'The Idempotency-Key header must be 1 to 255 visible characters, sent as a quoted string ("abc") or a bare token (abc).',
+    idempotencyKeyInUse: 'A request with this Idempotency-Key is still being processed. Retry after the Retry-After delay to receive its response.',
+    idempotencyKeyMismatch: 'This Idempotency-Key was already used for a different request (another method, path or body). Send a new key for a new change.',
+    idempotencyUnavailable: 'The store that keeps this request from being applied twice could not be reached, so the request was not attempted. Retry after the Retry-After delay with the same Idempotency-Key.'
   }
 }
 
@@ -84,8 +102,30 @@ const SLUGS: Record<string, string> = {
   [ProblemCode.PRECONDITION_REQUIRED]: 'precondition-required',
   [ProblemCode.PRECONDITION_FAILED]: 'precondition-failed',
   [ProblemCode.LOCK_TIMEOUT]: 'lock-timeout',
-  [ProblemCode.LOCK_UNAVAILABLE]: 'lock-unavailable'
+  [ProblemCode.LOCK_UNAVAILABLE]: 'lock-unavailable',
+  [ProblemCode.IDEMPOTENCY_KEY_MISSING]: 'idempotency-key-missing',
+  [ProblemCode.IDEMPOTENCY_KEY_INVALID]: 'idempotency-key-invalid',
+  [ProblemCode.IDEMPOTENCY_KEY_IN_USE]: 'idempotency-key-in-use',
+  [ProblemCode.IDEMPOTENCY_KEY_MISMATCH]: 'idempotency-key-mismatch',
+  [ProblemCode.IDEMPOTENCY_UNAVAILABLE]: 'idempotency-unavailable'
 }
+
+/** The Idempotency-Key problems: their status and their detail text. */
+const IDEMPOTENCY_PROBLEMS: Record<IdempotencyProblemCode, [400 | 409 | 422 | 503, keyof ProblemMessages['details']]> = {
+  [ProblemCode.IDEMPOTENCY_KEY_MISSING]: [400, 'idempotencyKeyMissing'],
+  [ProblemCode.IDEMPOTENCY_KEY_INVALID]: [400, 'idempotencyKeyInvalid'],
+  [ProblemCode.IDEMPOTENCY_KEY_IN_USE]: [409, 'idempotencyKeyInUse'],
+  [ProblemCode.IDEMPOTENCY_KEY_MISMATCH]: [422, 'idempotencyKeyMismatch'],
+  [ProblemCode.IDEMPOTENCY_UNAVAILABLE]: [503, 'idempotencyUnavailable']
+}
+
+/** The codes of the problems an Idempotency-Key route answers with. */
+export type IdempotencyProblemCode =
+  | typeof ProblemCode.IDEMPOTENCY_KEY_MISSING
+  | typeof ProblemCode.IDEMPOTENCY_KEY_INVALID
+  | typeof ProblemCode.IDEMPOTENCY_KEY_IN_USE
+  | typeof ProblemCode.IDEMPOTENCY_KEY_MISMATCH
+  | typeof ProblemCode.IDEMPOTENCY_UNAVAILABLE
 
 export interface ProblemOptions {
   problemTypeBase?: string
@@ -112,6 +152,7 @@ export class ProblemWriter {
   private readonly failedHeads: string[] = []
   private readonly failedTail: string
   private readonly lockHeads: Record<string, string>
+  private readonly idempotencyHeads: Record<string, string> = {}
 
   constructor (options: ProblemOptions) {
     this.messages = mergeMessages(options.messages)
@@ -126,9 +167,12 @@ export class ProblemWriter {
       [ProblemCode.LOCK_TIMEOUT]: this.head(ProblemCode.LOCK_TIMEOUT, 503, this.messages.details.lockTimeout),
       [ProblemCode.LOCK_UNAVAILABLE]: this.head(ProblemCode.LOCK_UNAVAILABLE, 503, this.messages.details.lockUnavailable)
     }
+    for (const [code, [status, detail]] of Object.entries(IDEMPOTENCY_PROBLEMS)) {
+      this.idempotencyHeads[code] = this.head(code, status, this.messages.details[detail])
+    }
   }
 
-  private head (code: string, status: 412 | 428 | 503, detail: string): string {
+  private head (code: string, status: 400 | 409 | 412 | 422 | 428 | 503, detail: string): string {
     const type = this.typeBase === undefined ? 'about:blank' : this.typeBase + SLUGS[code]
     return '{"type":' + JSON.stringify(type) + ',"title":' + JSON.stringify(this.messages.titles[status]) +
       ',"status":' + status + ',"detail":' + JSON.stringify(detail) + ',"instance":'
@@ -166,6 +210,17 @@ export class ProblemWriter {
   sendLockProblem (reply: FastifyReply, code: string, url: string): void {
     reply.code(503).header('content-type', PROBLEM_CONTENT_TYPE).header('retry-after', this.retryAfter)
       .send(this.lockHeads[code] + JSON.stringify(requestPath(url)) + ',"code":"' + code + '"}')
+  }
+
+  /**
+   * 400 (key missing or malformed), 409 (its first request still runs), 422 (the key was used
+   * for another request) or 503 (the store is down). 409 and 503 carry the plugin's Retry-After.
+   */
+  sendIdempotencyProblem (reply: FastifyReply, code: IdempotencyProblemCode, url: string): void {
+    const status = IDEMPOTENCY_PROBLEMS[code][0]
+    reply.code(status).header('content-type', PROBLEM_CONTENT_TYPE)
+    if (status === 409 || status === 503) reply.header('retry-after', this.retryAfter)
+    reply.send(this.idempotencyHeads[code] + JSON.stringify(requestPath(url)) + ',"code":"' + code + '"}')
   }
 }
 

@@ -1,0 +1,352 @@
+// The Idempotency-Key policy on a route: its hooks and the life of one claim.
+//
+// onRequest   the key's syntax; 400 when it is malformed, or missing where required.
+// preParsing  the body is hashed as it streams to the content-type parser.
+// preHandler  the key is claimed (after the route's own hooks, before any write lock): a stored
+//             response is replayed, a running one answered 409, another request's key 422.
+// onSend      the claimed request's answer is captured.
+// 'close'     of the response: the answer is stored (2xx–4xx) or the key released (5xx, nothing
+//             sent). A handler still running for a client that left keeps the key until it is over.
+import type { FastifyReply, FastifyRequest, HookHandlerDoneFunction, RouteOptions } from 'fastify'
+import type { ServerResponse } from 'node:http'
+import type { Readable } from 'node:stream'
+import { ProblemCode } from '../errors.js'
+import { isSafe } from '../policy.js'
+import type { ProblemWriter } from '../problem.js'
+import { DigestStream, EMPTY_BODY_DIGEST, fingerprint, hasBody, UNREAD_BODY } from './fingerprint.js'
+import { parseIdempotencyKey } from './key.js'
+import type { IdempotencyPolicy } from './policy.js'
+import type { ClaimResult, IdempotencyStore, StoredResponse } from './store.js'
+
+/** What the hooks need from the plugin. */
+export interface IdempotencyState {
+  store: IdempotencyStore
+  problems: ProblemWriter
+}
+
+/** The response headers kept with a stored response and replayed. */
+export const REPLAYED_HEADERS = ['content-type', 'location', 'etag', 'last-modified'] as const
+
+const kIdempotency = Symbol('fastify-precondition.idempotency')
+
+type IdempotentRequest = FastifyRequest & { [kIdempotency]?: KeyedRequest | null }
+type ClaimedResponse = ServerResponse & { [kIdempotency]?: KeyedRequest }
+
+/**
+ * Declares the request slot the hooks use, so requests keep one shape. Optional (the hooks work
+ * without it), called once per plugin registration.
+ */
+export function decorateIdempotency (fastify: { decorateRequest: (name: string, value: unknown) => unknown }): void {
+  fastify.decorateRequest(kIdempotency as unknown as string, null)
+}
+
+/** Whether this reply is a replay of a stored response (so an onSend hook leaves it as stored). */
+export function isReplay (request: FastifyRequest): boolean {
+  return (request as IdempotentRequest)[kIdempotency]?.replayed === true
+}
+
+function isThenable<T> (value: unknown): value is PromiseLike<T> {
+  return value !== null && typeof value === 'object' && typeof (value as PromiseLike<T>).then === 'function'
+}
+
+/** One request carrying a key, from onRequest until its claim is stored or released. */
+class KeyedRequest {
+  readonly key: string
+  readonly request: FastifyRequest
+  body: string | DigestStream = EMPTY_BODY_DIGEST
+  storeKey = ''
+  token: string | null = null
+  replayed = false
+  /** Inside the handler, or waiting for its promise. */
+  running = false
+  /** The handler returned without a promise and without answering: it may still answer. */
+  pending = false
+  /** The key was stored or released; nothing more happens. */
+  over = false
+  closed = false
+  status = 0
+  payload: Buffer | null = null
+  renewal: NodeJS.Timeout | null = null
+  ttl = 0
+  store: IdempotencyStore | null = null
+  reply: FastifyReply | null = null
+
+  constructor (key: string, request: FastifyRequest) {
+    this.key = key
+    this.request = request
+  }
+
+  /** The response closed, the handler's promise settled, or a late answer was captured. */
+  settle (): void {
+    if (this.over || !this.closed) return
+    if (this.payload !== null || this.status >= 500) {
+      this.finish()
+    } else if (this.pending) {
+      // A callback-style handler may still write and answer: keep the key, unrenewed, so it
+      // frees at the end of its lease if no answer comes.
+      this.stopRenewal()
+    } else if (!this.running) {
+      this.finish()
+    }
+  }
+
+  finish (): void {
+    this.over = true
+    this.stopRenewal()
+    const store = this.store as IdempotencyStore
+    const token = this.token as string
+    const log = this.request.log
+    if (this.payload === null || this.status >= 500) {
+      call(() => store.release(this.storeKey, token), (error) => {
+        log.warn({ err: error }, 'fastify-precondition: releasing an Idempotency-Key failed; it frees at the end of its lease')
+      })
+      return
+    }
+    const response: StoredResponse = { status: this.status, headers: {}, body: this.payload }
+    const reply = this.reply as FastifyReply
+    for (const name of REPLAYED_HEADERS) {
+      const value = reply.getHeader(name)
+      if (value !== undefined) response.headers[name] = String(value)
+    }
+    call(() => store.complete(this.storeKey, token, response, this.ttl), (error) => {
+      log.warn({ err: error }, 'fastify-precondition: storing the response of an Idempotency-Key failed; a retry will run again')
+    }, (stored) => {
+      if (stored === false) log.warn('fastify-precondition: the Idempotency-Key lease was lost before the response was stored; a retry will run again')
+    })
+  }
+
+  startRenewal (): void {
+    const store = this.store as IdempotencyStore
+    const lease = store.lease
+    this.renewal = setInterval(() => {
+      call(() => store.renew(this.storeKey, this.token as string, lease), ignore, (held) => {
+        if (held === false) {
+          this.stopRenewal()
+          this.request.log.warn('fastify-precondition: the Idempotency-Key lease was lost while its request ran; a duplicate may run')
+        }
+      })
+    }, Math.max(Math.floor(lease / 3), 1))
+    this.renewal.unref()
+  }
+
+  stopRenewal (): void {
+    if (this.renewal !== null) clearInterval(this.renewal)
+    this.renewal = null
+  }
+}
+
+/** Runs a store call that may throw, answer a value, or answer a promise. */
+function call<T> (run: () => T | Promise<T>, failed: (error: unknown) => void, succeeded: (value: T) => void = ignore): void {
+  let result
+  try {
+    result = run()
+  } catch (error) {
+    failed(error)
+    return
+  }
+  if (isThenable<T>(result)) result.then(succeeded, failed)
+  else succeeded(result)
+}
+
+function ignore (): void {}
+
+function onResponseClose (this: ClaimedResponse): void {
+  const keyed = this[kIdempotency] as KeyedRequest
+  keyed.closed = true
+  keyed.settle()
+}
+
+type HookName = 'onRequest' | 'preParsing' | 'preHandler' | 'onSend'
+
+/** Route hooks as a fresh array: user arrays are shared with Fastify's automatic HEAD route. */
+function appendHook (routeOptions: RouteOptions, name: HookName, hook: unknown): void {
+  const existing = routeOptions[name] as unknown
+  const list = existing === undefined ? [] : Array.isArray(existing) ? [...existing] : [existing]
+  list.push(hook)
+  ;(routeOptions as unknown as Record<string, unknown>)[name] = list
+}
+
+function toBuffer (payload: unknown): Buffer | null {
+  if (payload == null) return Buffer.alloc(0)
+  if (typeof payload === 'string') return Buffer.from(payload)
+  if (Buffer.isBuffer(payload)) return payload
+  return null
+}
+
+/**
+ * Adds the Idempotency-Key hooks to a route, after the hooks it already has, and wraps its
+ * handler. Call it before the precondition hooks are added, so the claim (preHandler) comes
+ * before the write lock and the replay before If-Match is evaluated.
+ */
+export function wireIdempotency (routeOptions: RouteOptions, policy: IdempotencyPolicy, state: IdempotencyState): void {
+  const { store, problems } = state
+  const { required, ttl, scope } = policy
+  const route = routeOptions.url
+
+  appendHook(routeOptions, 'onRequest', function readIdempotencyKey (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction) {
+    if (isSafe(request.method)) {
+      done()
+      return
+    }
+    const parsed = parseIdempotencyKey(request.headers['idempotency-key'])
+    if (parsed.ok) {
+      (request as IdempotentRequest)[kIdempotency] = new KeyedRequest(parsed.key, request)
+      done()
+    } else if (parsed.reason === 'invalid') {
+      problems.sendIdempotencyProblem(reply, ProblemCode.IDEMPOTENCY_KEY_INVALID, request.url)
+    } else if (required) {
+      problems.sendIdempotencyProblem(reply, ProblemCode.IDEMPOTENCY_KEY_MISSING, request.url)
+    } else {
+      done()
+    }
+  })
+
+  appendHook(routeOptions, 'preParsing', function digestBody (request: FastifyRequest, _reply: FastifyReply, payload: Readable, done: (error: Error | null, payload?: Readable) => void) {
+    const keyed = (request as IdempotentRequest)[kIdempotency]
+    if (keyed === null || keyed === undefined || !hasBody(request.headers)) {
+      done(null, payload)
+      return
+    }
+    const digest = new DigestStream(payload)
+    // Not pipeline(): it would destroy the request (and its socket) when the parser stops
+    // reading early, e.g. to answer 413.
+    payload.on('error', (error) => digest.destroy(error))
+    payload.pipe(digest)
+    keyed.body = digest
+    done(null, digest)
+  })
+
+  function answer (keyed: KeyedRequest, request: FastifyRequest, reply: FastifyReply, result: ClaimResult, done: HookHandlerDoneFunction): void {
+    const raw = reply.raw as ClaimedResponse
+    if (result.state === 'claimed') {
+      keyed.token = result.token
+      keyed.store = store
+      keyed.reply = reply
+      keyed.ttl = ttl
+      if (raw.destroyed) {
+        // The client left while the claim was made: nothing will answer it.
+        keyed.closed = true
+        keyed.finish()
+        return
+      }
+      raw[kIdempotency] = keyed
+      raw.on('close', onResponseClose)
+      keyed.startRenewal()
+      done()
+    } else if (result.state === 'done') {
+      keyed.replayed = true
+      const stored = result.response
+      reply.code(stored.status)
+      for (const [name, value] of Object.entries(stored.headers)) reply.header(name, value)
+      reply.header('idempotent-replayed', 'true').send(stored.body)
+    } else if (result.state === 'running') {
+      problems.sendIdempotencyProblem(reply, ProblemCode.IDEMPOTENCY_KEY_IN_USE, request.url)
+    } else {
+      problems.sendIdempotencyProblem(reply, ProblemCode.IDEMPOTENCY_KEY_MISMATCH, request.url)
+    }
+  }
+
+  function unavailable (request: FastifyRequest, reply: FastifyReply, error: unknown): void {
+    request.log.error({ err: error }, 'fastify-precondition: the idempotency store failed; answering 503')
+    problems.sendIdempotencyProblem(reply, ProblemCode.IDEMPOTENCY_UNAVAILABLE, request.url)
+  }
+
+  appendHook(routeOptions, 'preHandler', function claimIdempotencyKey (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction) {
+    const keyed = (request as IdempotentRequest)[kIdempotency]
+    if (keyed === null || keyed === undefined) {
+      done()
+      return
+    }
+    // The client left before this hook ran: claim nothing, run nothing.
+    if (reply.raw.destroyed) return
+    let owner: string
+    try {
+      owner = scope === null ? '' : scope(request)
+    } catch (error) {
+      done(error as Error)
+      return
+    }
+    if (typeof owner !== 'string') {
+      done(new TypeError(`concurrency.idempotency.scope must return a string; got ${typeof owner}`))
+      return
+    }
+    const body = typeof keyed.body === 'string' ? keyed.body : keyed.body.digest ?? UNREAD_BODY
+    const print = fingerprint({ method: request.method, route, url: request.url, scope: owner, body })
+    // JSON keeps the scope and the key apart whatever characters they hold.
+    keyed.storeKey = JSON.stringify([owner, keyed.key])
+    let claimed
+    try {
+      claimed = store.claim(keyed.storeKey, print, store.lease)
+    } catch (error) {
+      unavailable(request, reply, error)
+      return
+    }
+    if (isThenable<ClaimResult>(claimed)) {
+      claimed.then((result) => answer(keyed, request, reply, result, done), (error) => unavailable(request, reply, error))
+    } else {
+      answer(keyed, request, reply, claimed, done)
+    }
+  })
+
+  appendHook(routeOptions, 'onSend', function captureResponse (request: FastifyRequest, reply: FastifyReply, payload: unknown, done: (error: Error | null, payload?: unknown) => void) {
+    const keyed = (request as IdempotentRequest)[kIdempotency]
+    if (keyed === null || keyed === undefined || keyed.store === null || keyed.over || keyed.status !== 0) {
+      done(null, payload)
+      return
+    }
+    keyed.status = reply.statusCode
+    keyed.pending = false
+    if (keyed.status >= 500) {
+      keyed.settle()
+      done(null, payload)
+      return
+    }
+    const bytes = toBuffer(payload)
+    if (bytes !== null) {
+      keyed.payload = bytes
+      keyed.settle()
+      done(null, payload)
+      return
+    }
+    // A stream: read it whole, so the bytes sent are the bytes stored.
+    const chunks: Buffer[] = []
+    const stream = payload as Readable
+    stream.on('data', (chunk: Buffer | string) => chunks.push(Buffer.from(chunk)))
+    stream.once('error', (error) => {
+      keyed.status = 500
+      keyed.settle()
+      done(error)
+    })
+    stream.once('end', () => {
+      keyed.payload = Buffer.concat(chunks)
+      keyed.settle()
+      done(null, keyed.payload)
+    })
+  })
+
+  const handler = routeOptions.handler
+  routeOptions.handler = function idempotentHandler (this: ThisParameterType<RouteOptions['handler']>, request: FastifyRequest, reply: FastifyReply) {
+    const keyed = (request as IdempotentRequest)[kIdempotency]
+    if (keyed === null || keyed === undefined || keyed.store === null) return handler.call(this, request, reply)
+    // The client left before the handler and the key was let go: a retry may already run it.
+    if (keyed.over) return
+    keyed.running = true
+    let result
+    try {
+      result = handler.call(this, request, reply)
+    } finally {
+      keyed.running = false
+    }
+    if (isThenable(result)) {
+      keyed.running = true
+      const over = (): void => {
+        keyed.running = false
+        keyed.settle()
+      }
+      result.then(over, over)
+    } else if (keyed.status === 0) {
+      keyed.pending = true
+    }
+    return result
+  }
+}

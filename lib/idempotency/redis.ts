@@ -1,0 +1,146 @@
+// The idempotency store for many processes: one Redis hash per key, changed only by Lua scripts,
+// so a claim is one atomic step and every later change is checked against the claimer's token.
+// A stale claimer (its lease ran out, another claimed the key) can neither complete, renew nor
+// release it, and a completed record is never overwritten: complete only acts on a running claim.
+import { createHash, randomBytes } from 'node:crypto'
+import { invalidOption } from '../errors.js'
+import type { ClaimResult, IdempotencyStore, StoredResponse } from './store.js'
+
+/** The commands the store uses; an ioredis `Redis` or `Cluster` has them. */
+export interface RedisIdempotencyClient {
+  evalsha (sha: string, numKeys: number, ...args: Array<string | number>): Promise<unknown>
+  eval (script: string, numKeys: number, ...args: Array<string | number>): Promise<unknown>
+}
+
+export interface RedisIdempotencyStoreOptions {
+  /** The ioredis client. The store never connects or quits it: it is yours. */
+  client: RedisIdempotencyClient
+  /** Prepended to every key. Default `'fastify-precondition:idem:'`. */
+  prefix?: string
+  /** The lease of a claim in ms, renewed every third of it while the request runs. Default 10000. */
+  lease?: number
+}
+
+// KEYS[1] the record; ARGV: fingerprint, token, lease ms.
+const CLAIM = `
+local state = redis.call('HGET', KEYS[1], 'state')
+if not state then
+  redis.call('HSET', KEYS[1], 'state', 'running', 'fp', ARGV[1], 'token', ARGV[2])
+  redis.call('PEXPIRE', KEYS[1], ARGV[3])
+  return {'claimed'}
+end
+if redis.call('HGET', KEYS[1], 'fp') ~= ARGV[1] then return {'mismatch'} end
+if state == 'done' then return {'done', redis.call('HGET', KEYS[1], 'response')} end
+return {'running', tostring(redis.call('PTTL', KEYS[1]))}
+`
+// ARGV: token, response, ttl ms.
+const COMPLETE = `
+if redis.call('HGET', KEYS[1], 'state') ~= 'running' or redis.call('HGET', KEYS[1], 'token') ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'state', 'done', 'response', ARGV[2])
+redis.call('HDEL', KEYS[1], 'token')
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return 1
+`
+// ARGV: token.
+const RELEASE = `
+if redis.call('HGET', KEYS[1], 'state') == 'running' and redis.call('HGET', KEYS[1], 'token') == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+`
+// ARGV: token, lease ms.
+const RENEW = `
+if redis.call('HGET', KEYS[1], 'state') ~= 'running' or redis.call('HGET', KEYS[1], 'token') ~= ARGV[1] then return 0 end
+return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+`
+
+class Script {
+  readonly source: string
+  readonly sha: string
+
+  constructor (source: string) {
+    this.source = source
+    this.sha = createHash('sha1').update(source).digest('hex')
+  }
+
+  /** EVALSHA, and EVAL once when the server does not have the script (a restart, a failover). */
+  async run (client: RedisIdempotencyClient, key: string, ...args: Array<string | number>): Promise<unknown> {
+    try {
+      return await client.evalsha(this.sha, 1, key, ...args)
+    } catch (error) {
+      if (!String((error as Error)?.message).startsWith('NOSCRIPT')) throw error
+      return await client.eval(this.source, 1, key, ...args)
+    }
+  }
+}
+
+const scripts = {
+  claim: new Script(CLAIM),
+  complete: new Script(COMPLETE),
+  release: new Script(RELEASE),
+  renew: new Script(RENEW)
+}
+
+function encode (response: StoredResponse): string {
+  return JSON.stringify({ s: response.status, h: response.headers, b: response.body.toString('base64') })
+}
+
+function decode (text: string): StoredResponse {
+  const { s, h, b } = JSON.parse(text) as { s: number, h: Record<string, string>, b: string }
+  return { status: s, headers: h, body: Buffer.from(b, 'base64') }
+}
+
+export class RedisIdempotencyStore implements IdempotencyStore {
+  readonly client: RedisIdempotencyClient
+  readonly prefix: string
+  readonly lease: number
+
+  constructor (options: RedisIdempotencyStoreOptions) {
+    if (typeof options !== 'object' || options === null) {
+      throw invalidOption('idempotencyStore', 'redisIdempotencyStore needs options: { client, prefix?, lease? }')
+    }
+    const { client, prefix, lease } = options
+    if (typeof client !== 'object' || client === null || typeof client.evalsha !== 'function' || typeof client.eval !== 'function') {
+      throw invalidOption('idempotencyStore', 'redisIdempotencyStore: client must be an ioredis client (new Redis(...))')
+    }
+    if (prefix !== undefined && typeof prefix !== 'string') {
+      throw invalidOption('idempotencyStore', `redisIdempotencyStore: prefix must be a string; got ${JSON.stringify(prefix)}`)
+    }
+    if (lease !== undefined && !(Number.isInteger(lease) && lease > 0)) {
+      throw invalidOption('idempotencyStore', `redisIdempotencyStore: lease must be a positive whole number of milliseconds; got ${String(lease)}`)
+    }
+    this.client = client
+    this.prefix = prefix ?? 'fastify-precondition:idem:'
+    this.lease = lease ?? 10_000
+  }
+
+  async claim (key: string, fingerprint: string, leaseMs: number): Promise<ClaimResult> {
+    const token = randomBytes(12).toString('base64url')
+    const [state, value] = await scripts.claim.run(this.client, this.prefix + key, fingerprint, token, leaseMs) as [string, string?]
+    if (state === 'claimed') return { state, token }
+    if (state === 'done') return { state, response: decode(value as string) }
+    if (state === 'running') return { state, retryAfter: Math.max(Number(value), 0) }
+    return { state: 'mismatch' }
+  }
+
+  async complete (key: string, token: string, response: StoredResponse, ttlMs: number): Promise<boolean> {
+    return await scripts.complete.run(this.client, this.prefix + key, token, encode(response), ttlMs) === 1
+  }
+
+  async release (key: string, token: string): Promise<void> {
+    await scripts.release.run(this.client, this.prefix + key, token)
+  }
+
+  async renew (key: string, token: string, leaseMs: number): Promise<boolean> {
+    return await scripts.renew.run(this.client, this.prefix + key, token, leaseMs) === 1
+  }
+}
+
+/**
+ * An idempotency store on Redis, for running many instances:
+ * `idempotencyStore: redisIdempotencyStore({ client: new Redis(url) })`. The client is not closed
+ * with the instance: it is yours.
+ */
+export function redisIdempotencyStore (options: RedisIdempotencyStoreOptions): RedisIdempotencyStore {
+  return new RedisIdempotencyStore(options)
+}

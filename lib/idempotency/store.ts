@@ -1,0 +1,50 @@
+// The interface every idempotency store implements: the in-memory default and the Redis store.
+
+/** A finished response as it is stored and replayed. */
+export interface StoredResponse {
+  /** The HTTP status (2xx–4xx: 5xx answers are never stored). */
+  status: number
+  /** The headers that matter to a client, lower-case names: content-type, location, etag, last-modified. */
+  headers: Record<string, string>
+  /** The body bytes as they were sent. */
+  body: Buffer
+}
+
+/**
+ * What `claim` found:
+ * - `claimed`: the key was free (never used, expired, or its claimer's lease ran out); this caller
+ *   owns it until `complete` or `release` with `token`.
+ * - `running`: another request with the same fingerprint holds it; `retryAfter` is the number of
+ *   milliseconds its lease has left, when the store knows.
+ * - `done`: a request with the same fingerprint finished; replay `response`.
+ * - `mismatch`: the key is held or was used by a request with another fingerprint.
+ */
+export type ClaimResult =
+  | { state: 'claimed', token: string }
+  | { state: 'running', retryAfter?: number }
+  | { state: 'done', response: StoredResponse }
+  | { state: 'mismatch' }
+
+/**
+ * Where Idempotency-Key records live. Every method may answer synchronously or with a promise; a
+ * store that cannot reach its backend throws or rejects, and the request is answered 503 without
+ * running its handler.
+ *
+ * Owner checks are by `token`: a claimer whose lease ran out and whose key was claimed again can
+ * neither complete nor release nor renew it, so a completed record is never overwritten by a
+ * stale claimer.
+ */
+export interface IdempotencyStore {
+  /** The lease a claim gets, in milliseconds; renewed every third of it while the request runs. */
+  readonly lease: number
+  /** Atomically: claim `key` for `leaseMs`, or say who has it. */
+  claim (key: string, fingerprint: string, leaseMs: number): ClaimResult | Promise<ClaimResult>
+  /** Stores the response for `ttlMs` if `token` still owns the key; false when it does not. */
+  complete (key: string, token: string, response: StoredResponse, ttlMs: number): boolean | Promise<boolean>
+  /** Frees the key if `token` still owns it (the request failed, or its client left first). */
+  release (key: string, token: string): void | Promise<void>
+  /** Extends the lease to `leaseMs` from now; false when `token` no longer owns the key. */
+  renew (key: string, token: string, leaseMs: number): boolean | Promise<boolean>
+  /** Called when the Fastify instance closes: clear timers. */
+  close? (): void | Promise<void>
+}

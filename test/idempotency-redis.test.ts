@@ -1,0 +1,165 @@
+// The Redis idempotency store against a real redis-server on loopback (started by the test):
+// the Lua claim, owner checks, leases and ttl; then two processes sharing it, and a process that
+// dies while it holds a key.
+import { fork, type ChildProcess } from 'node:child_process'
+import { once } from 'node:events'
+import { fileURLToPath } from 'node:url'
+import { Redis } from 'ioredis'
+import { test, type Test } from 'tap'
+import { RedisIdempotencyStore, redisIdempotencyStore } from '../lib/idempotency/redis.js'
+import type { StoredResponse } from '../lib/idempotency/store.js'
+import { send, sleep } from './helpers/http.js'
+import { hasRedisServer, REDIS_MISSING, RedisServer } from './helpers/redis-server.js'
+
+const skip = hasRedisServer() ? false : REDIS_MISSING
+if (skip !== false) console.log(`# ${skip}`)
+
+const script = fileURLToPath(new URL('./helpers/idempotency-redis-app.ts', import.meta.url))
+const response: StoredResponse = { status: 201, headers: { 'content-type': 'application/json', location: '/orders/1' }, body: Buffer.from([0x7b, 0x7d, 0xff]) }
+
+interface Instance { port: number, child: ChildProcess, runs: number[] }
+
+async function startInstance (t: Test, env: Record<string, string>): Promise<Instance> {
+  const child = fork(script, { env: { ...process.env, ...env }, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
+  const instance: Instance = { port: 0, child, runs: [] }
+  t.teardown(async () => {
+    if (child.exitCode !== null || child.signalCode !== null) return
+    const exited = once(child, 'exit')
+    if (child.connected) child.send('close')
+    const timer = setTimeout(() => child.kill('SIGKILL'), 5000)
+    await exited
+    clearTimeout(timer)
+  })
+  child.on('message', (message: { run?: number }) => { if (message.run !== undefined) instance.runs.push(message.run) })
+  const [message] = await Promise.race([
+    once(child, 'message'),
+    once(child, 'exit').then(([code]) => { throw new Error(`instance exited with ${String(code)} before listening`) })
+  ])
+  instance.port = (message as { port: number }).port
+  return instance
+}
+
+test('redis idempotency store', { skip }, async (t) => {
+  const server = new RedisServer()
+  await server.start()
+  const redis = new Redis({ port: server.port, host: '127.0.0.1' })
+  t.teardown(async () => {
+    redis.disconnect()
+    await server.stop()
+  })
+
+  t.test('options are checked when the store is made', async (t) => {
+    const rows: Array<[string, unknown, RegExp]> = [
+      ['no options', undefined, /needs options/],
+      ['no client', {}, /client must be an ioredis client/],
+      ['a client without eval', { client: { evalsha () {} } }, /client must be an ioredis client/],
+      ['prefix a number', { client: redis, prefix: 1 }, /prefix must be a string/],
+      ['lease 0', { client: redis, lease: 0 }, /lease must be a positive whole number/]
+    ]
+    for (const [name, options, message] of rows) {
+      t.throws(() => redisIdempotencyStore(options as never), { code: 'FST_PRECONDITION_INVALID_IDEMPOTENCY_STORE', message }, name)
+    }
+    const store = redisIdempotencyStore({ client: redis })
+    t.ok(store instanceof RedisIdempotencyStore)
+    t.match(store, { prefix: 'fastify-precondition:idem:', lease: 10_000 })
+  })
+
+  t.test('claim, running, done, mismatch; a completed record is never overwritten', async (t) => {
+    const store = redisIdempotencyStore({ client: redis, prefix: 't1:' })
+    const first = await store.claim('k', 'fp', 5000)
+    t.equal(first.state, 'claimed')
+    const token = (first as { token: string }).token
+    t.ok((await redis.pttl('t1:k')) > 4000, 'the record has the lease as its ttl')
+    const running = await store.claim('k', 'fp', 5000)
+    t.equal(running.state, 'running')
+    t.ok((running as { retryAfter: number }).retryAfter > 4000)
+    t.same(await store.claim('k', 'other', 5000), { state: 'mismatch' })
+    t.equal(await store.renew('k', token, 8000), true)
+    t.ok((await redis.pttl('t1:k')) > 7000, 'renewed')
+    t.equal(await store.complete('k', 'wrong', response, 60_000), false, 'another token cannot complete')
+    t.equal(await store.complete('k', token, response, 60_000), true)
+    t.ok((await redis.pttl('t1:k')) > 59_000, 'kept for the ttl')
+    t.same(await store.claim('k', 'fp', 5000), { state: 'done', response }, 'bytes, status and headers survive')
+    t.same(await store.claim('k', 'other', 5000), { state: 'mismatch' })
+    t.equal(await store.complete('k', token, { ...response, status: 200 }, 60_000), false, 'not overwritten, even by its owner')
+    t.equal(await store.renew('k', token, 5000), false)
+    await store.release('k', token)
+    t.equal((await store.claim('k', 'fp', 5000)).state, 'done', 'nor released')
+  })
+
+  t.test('release frees the key for its owner only', async (t) => {
+    const store = redisIdempotencyStore({ client: redis, prefix: 't2:' })
+    const { token } = await store.claim('k', 'fp', 5000) as { token: string }
+    await store.release('k', 'wrong')
+    t.equal((await store.claim('k', 'fp', 5000)).state, 'running')
+    await store.release('k', token)
+    t.equal(await redis.exists('t2:k'), 0)
+    t.equal((await store.claim('k', 'other', 5000)).state, 'claimed')
+  })
+
+  t.test('a crashed claimer\'s key frees after its lease; the stale claimer can do nothing', async (t) => {
+    const store = redisIdempotencyStore({ client: redis, prefix: 't3:' })
+    const { token } = await store.claim('k', 'fp', 100) as { token: string }
+    t.equal((await store.claim('k', 'fp', 100)).state, 'running')
+    await sleep(150)
+    const again = await store.claim('k', 'fp', 5000) as { state: string, token: string }
+    t.equal(again.state, 'claimed')
+    t.equal(await store.complete('k', token, response, 60_000), false, 'the stale claimer cannot complete')
+    t.equal(await store.renew('k', token, 5000), false)
+    await store.release('k', token)
+    t.equal((await store.claim('k', 'fp', 5000)).state, 'running', 'nor release the new claim')
+  })
+
+  t.test('a stored response expires after its ttl', async (t) => {
+    const store = redisIdempotencyStore({ client: redis, prefix: 't4:' })
+    const { token } = await store.claim('k', 'fp', 5000) as { token: string }
+    await store.complete('k', token, response, 100)
+    await sleep(150)
+    t.equal((await store.claim('k', 'other', 5000)).state, 'claimed')
+  })
+
+  t.test('scripts are loaded again after the server forgot them', async (t) => {
+    const store = redisIdempotencyStore({ client: redis, prefix: 't5:' })
+    await store.claim('a', 'fp', 5000)
+    await redis.script('FLUSH')
+    t.equal((await store.claim('b', 'fp', 5000)).state, 'claimed')
+    const failing = redisIdempotencyStore({ client: { evalsha: async () => { throw new Error('ERR down') }, eval: async () => 'never' } })
+    await t.rejects(failing.claim('k', 'fp', 100), /ERR down/, 'other errors are not retried')
+  })
+
+  t.test('two processes, 20 concurrent duplicates: one run in total', async (t) => {
+    const env = { REDIS_PORT: String(server.port), PREFIX: 'p1:' }
+    const instances = await Promise.all([startInstance(t, env), startInstance(t, env)])
+    const results = await Promise.all(Array.from({ length: 20 }, (_, i) => send(instances[i % 2].port, {
+      method: 'POST', path: '/orders', body: { item: 'book' }, headers: { 'idempotency-key': 'shared' }
+    })))
+    t.equal(Number(await redis.get('p1:runs')), 1, 'one handler run across both processes')
+    const statuses = results.map((r) => r.status)
+    t.ok(statuses.every((s) => s === 201 || s === 409), statuses.join(' '))
+    const created = results.filter((r) => r.status === 201)
+    for (const r of created) t.equal(r.body, created[0].body, 'every 201 is the one response')
+    const late = await send(instances[1].port, { method: 'POST', path: '/orders', body: { item: 'book' }, headers: { 'idempotency-key': 'shared' } })
+    const early = await send(instances[0].port, { method: 'POST', path: '/orders', body: { item: 'book' }, headers: { 'idempotency-key': 'shared' } })
+    t.equal(late.headers['idempotent-replayed'], 'true')
+    t.equal(late.body, early.body, 'both processes replay the same response')
+  })
+
+  t.test('a process that dies holding a key: another process runs it once the lease ends', async (t) => {
+    const hanging = await startInstance(t, { REDIS_PORT: String(server.port), PREFIX: 'p2:', LEASE: '300', HANG: '1' })
+    const healthy = await startInstance(t, { REDIS_PORT: String(server.port), PREFIX: 'p2:', LEASE: '300' })
+    const request = { method: 'POST', path: '/orders', body: { item: 'book' }, headers: { 'idempotency-key': 'crash' } }
+    send(hanging.port, request).catch(() => {})
+    const end = Date.now() + 5000
+    while (hanging.runs.length === 0 && Date.now() < end) await sleep(5)
+    t.equal(hanging.runs.length, 1, 'the first process runs the handler')
+    t.equal((await send(healthy.port, request)).status, 409, 'held while its lease is renewed')
+    await sleep(400)
+    t.equal((await send(healthy.port, request)).status, 409, 'still held: the hung process keeps renewing')
+    hanging.child.kill('SIGKILL')
+    await once(hanging.child, 'exit')
+    await sleep(400)
+    const retry = await send(healthy.port, request)
+    t.equal(retry.status, 201, 'freed after the dead process\'s lease')
+    t.equal(Number(await redis.get('p2:runs')), 2)
+  })
+})
