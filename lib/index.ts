@@ -23,6 +23,9 @@ import { evaluate, Outcome, outcomeStatus, type ConditionalHeaders, type Validat
 import { formatHttpDate } from './http-date.js'
 import { MemoryLockStore } from './locks/memory.js'
 import type { LockStore } from './locks/types.js'
+import { decorateIdempotency, isReplay, wireIdempotency, type IdempotencyState } from './idempotency/hooks.js'
+import { MemoryIdempotencyStore } from './idempotency/memory.js'
+import type { IdempotencyStore } from './idempotency/store.js'
 import { checkHeaders, isSafe, toPolicy, type ConcurrencyOptions, type Policy } from './policy.js'
 import { hasUsablePrecondition, parsePreconditions, type Preconditions } from './preconditions.js'
 import { ProblemWriter, type ProblemMessagesOption } from './problem.js'
@@ -42,6 +45,9 @@ export type { Lease, LockStore } from './locks/types.js'
 export type { ConcurrencyOptions, RequirableHeader } from './policy.js'
 export type { Preconditions } from './preconditions.js'
 export type { RequestLock } from './write-gate.js'
+export { MemoryIdempotencyStore, memoryIdempotencyStore, type MemoryIdempotencyStoreOptions } from './idempotency/memory.js'
+export type { IdempotencyStore, ClaimResult, StoredResponse } from './idempotency/store.js'
+export type { IdempotencyOptions } from './idempotency/policy.js'
 
 /** Plugin options; all optional. */
 export interface FastifyPreconditionOptions {
@@ -59,6 +65,11 @@ export interface FastifyPreconditionOptions {
   messages?: ProblemMessagesOption
   /** Add the precondition headers and the 304/412/428 responses to route schemas for OpenAPI. Default true. */
   documentRoutes?: boolean
+  /**
+   * Where Idempotency-Key records live: `'memory'` (default, one process) or a store such as
+   * `redisIdempotencyStore(...)` from `fastify-precondition/redis`.
+   */
+  idempotencyStore?: 'memory' | IdempotencyStore
 }
 
 declare module 'fastify' {
@@ -137,10 +148,17 @@ interface PluginState {
   lockTimeout: number
   problems: ProblemWriter
   documentRoutes: boolean
+  /** Made on first use: most apps have no route with idempotency. */
+  idempotency: IdempotencyState | null
+  idempotencyStore: IdempotencyStore | null
 }
 
 function validatePluginOptions (options: FastifyPreconditionOptions): void {
-  const { lockStore, lockTimeout, retryAfter, exposeEtag, problemTypeBase, documentRoutes } = options
+  const { lockStore, lockTimeout, retryAfter, exposeEtag, problemTypeBase, documentRoutes, idempotencyStore } = options
+  if (idempotencyStore !== undefined && idempotencyStore !== 'memory' &&
+    (typeof idempotencyStore !== 'object' || idempotencyStore === null || typeof idempotencyStore.claim !== 'function')) {
+    throw invalidOption('idempotencyStore', "idempotencyStore must be 'memory' or an object with claim, complete, release and renew methods")
+  }
   if (lockStore !== undefined && lockStore !== 'memory' &&
     (typeof lockStore !== 'object' || lockStore === null || typeof lockStore.acquire !== 'function')) {
     throw invalidOption('lockStore', "lockStore must be 'memory' or an object with an acquire(key, timeout) method")
@@ -173,9 +191,12 @@ const plugin: FastifyPluginAsync<FastifyPreconditionOptions> = async function fa
     store: ownStore ? new MemoryLockStore() : options.lockStore as LockStore,
     lockTimeout: options.lockTimeout ?? 10_000,
     problems: new ProblemWriter(options),
-    documentRoutes: options.documentRoutes ?? true
+    documentRoutes: options.documentRoutes ?? true,
+    idempotency: null,
+    idempotencyStore: options.idempotencyStore === undefined || options.idempotencyStore === 'memory' ? null : options.idempotencyStore
   }
   if (state.documentRoutes) shareProblemSchema(fastify)
+  decorateIdempotency(fastify)
 
   fastify.decorateRequest(kValidators as unknown as string, undefined)
   fastify.decorateRequest(kGate as unknown as string, null)
@@ -200,6 +221,13 @@ const plugin: FastifyPluginAsync<FastifyPreconditionOptions> = async function fa
     const option = (routeOptions as RouteOptions & { concurrency?: unknown }).concurrency
     if (option === undefined) return
     const policy = toPolicy(option, `${String(routeOptions.method)} ${routeOptions.url}`)
+    // First, so a stored answer is replayed before any precondition or lock is looked at.
+    if (policy.idempotency !== null) {
+      if (state.idempotency === null) {
+        state.idempotency = { store: state.idempotencyStore ?? new MemoryIdempotencyStore(), problems: state.problems }
+      }
+      wireIdempotency(routeOptions, policy.idempotency, state.idempotency)
+    }
     wireRoute(routeOptions, policy, state)
     if (state.documentRoutes) documentRoute(routeOptions, policy, state.problems)
   })
@@ -221,6 +249,14 @@ const plugin: FastifyPluginAsync<FastifyPreconditionOptions> = async function fa
       else done()
     })
   }
+  // onClose: in-flight requests still store their answers until then.
+  fastify.addHook('onClose', async function closeIdempotencyStore () {
+    try {
+      await state.idempotency?.store.close?.()
+    } catch (error) {
+      this.log.warn({ err: error }, 'fastify-precondition: closing the idempotency store failed')
+    }
+  })
   /* c8 ignore next -- fastify-plugin metadata below is what tests observe */
 }
 
@@ -273,7 +309,7 @@ function wireRoute (routeOptions: RouteOptions, policy: Policy, state: PluginSta
   // by its gate, under the lock; with stage onRequest it is also checked early, without the lock.
   if (policy.validators !== null && (!gated || policy.stage === 'onRequest' || methods.some(isSafe))) {
     appendHook(routeOptions, policy.stage, buildCheckHook(policy.validators, route, problems,
-      gated && policy.stage === 'preHandler'))
+      gated && policy.stage === 'preHandler', policy.idempotency !== null && policy.stage === 'onRequest'))
   }
   appendHook(routeOptions, 'onSend', buildOnSend(policy, route))
   if (gated) {
@@ -294,7 +330,7 @@ function wireRoute (routeOptions: RouteOptions, policy: Policy, state: PluginSta
  * Evaluates the preconditions of a request in a hook: reads, writes without a lock, and the
  * early check of a locked write at stage onRequest. `skipWrites`: writes are the gate's alone.
  */
-function buildCheckHook (validators: NonNullable<Policy['validators']>, route: string, problems: ProblemWriter, skipWrites: boolean) {
+function buildCheckHook (validators: NonNullable<Policy['validators']>, route: string, problems: ProblemWriter, skipWrites: boolean, skipKeyed: boolean) {
   function decide (request: PreconditionRequest, reply: FastifyReply, value: unknown, done: HookHandlerDoneFunction): void {
     let current: Validators | null
     try {
@@ -319,7 +355,9 @@ function buildCheckHook (validators: NonNullable<Policy['validators']>, route: s
   }
 
   return function checkPreconditions (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction): void {
-    if (skipWrites && !isSafe(request.method)) {
+    // A write with an Idempotency-Key may be the retry of one that was answered: its stored answer
+    // is replayed (after the body, in preHandler), not refused early for its now stale If-Match.
+    if ((skipWrites || (skipKeyed && request.headers['idempotency-key'] !== undefined)) && !isSafe(request.method)) {
       done()
       return
     }
@@ -390,6 +428,11 @@ function buildOnSend (policy: Policy, route: string) {
     if (gate !== null) gate.answer()
     const status = reply.statusCode
     if (!((status >= 200 && status < 300) || status === 304)) {
+      done(null, payload)
+      return
+    }
+    // A replay goes out as it was stored.
+    if (policy.idempotency !== null && isReplay(request)) {
       done(null, payload)
       return
     }

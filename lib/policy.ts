@@ -3,6 +3,7 @@
 import type { FastifyRequest } from 'fastify'
 import { invalidOption } from './errors.js'
 import type { Validators } from './evaluate.js'
+import { toIdempotencyPolicy, type IdempotencyOptions, type IdempotencyPolicy } from './idempotency/policy.js'
 
 /** The precondition header fields a route can demand with `require`. */
 export type RequirableHeader = 'if-match' | 'if-unmodified-since' | 'if-none-match'
@@ -36,6 +37,11 @@ export interface ConcurrencyOptions<Request = FastifyRequest> {
    * set. An object, or a function of the request returning one.
    */
   headers?: Record<string, string> | ((request: Request) => Record<string, string>)
+  /**
+   * Apply a change once with `Idempotency-Key`: `true`, or `{ required, ttl, scope }`. A retried
+   * request with the same key is answered with the stored response, without running again.
+   */
+  idempotency?: boolean | IdempotencyOptions<Request>
 }
 
 export interface Policy {
@@ -45,6 +51,7 @@ export interface Policy {
   key: ((request: FastifyRequest) => string) | null
   lock: boolean
   headers: Record<string, string> | ((request: FastifyRequest) => Record<string, string>) | null
+  idempotency: IdempotencyPolicy | null
 }
 
 /** Methods that never change a resource: never refused with 428, never locked. */
@@ -52,7 +59,7 @@ export function isSafe (method: string): boolean {
   return method === 'GET' || method === 'HEAD' || method === 'OPTIONS' || method === 'TRACE'
 }
 
-const KEYS = new Set(['require', 'validators', 'stage', 'key', 'lock', 'headers'])
+const KEYS = new Set(['require', 'validators', 'stage', 'key', 'lock', 'headers', 'idempotency'])
 // RFC 9110 §5.1 field-name, and a field value without control characters (§5.5).
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/
 const FIELD_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/
@@ -84,7 +91,7 @@ export function toPolicy (option: unknown, route: string): Policy {
       throw invalidOption('concurrency', `${route}: concurrency.${name} is not an option; known: ${[...KEYS].join(', ')}`)
     }
   }
-  const { require, validators, stage, key, lock, headers } = option as ConcurrencyOptions
+  const { require, validators, stage, key, lock, headers, idempotency } = option as ConcurrencyOptions
 
   let required: RequirableHeader[] | null = null
   if (require !== undefined) {
@@ -107,8 +114,9 @@ export function toPolicy (option: unknown, route: string): Policy {
     throw invalidOption('lock', `${route}: concurrency.lock must be a boolean; got ${JSON.stringify(lock)}`)
   }
   if (headers !== undefined && typeof headers !== 'function') checkHeaders(headers, route)
-  if (required === null && validators === undefined && lock !== true) {
-    throw invalidOption('concurrency', `${route}: concurrency needs at least one of require, validators or lock: true`)
+  const idempotencyPolicy = idempotency === undefined ? null : toIdempotencyPolicy(idempotency, route)
+  if (required === null && validators === undefined && lock !== true && idempotencyPolicy === null) {
+    throw invalidOption('concurrency', `${route}: concurrency needs at least one of require, validators, lock: true or idempotency`)
   }
   return {
     required,
@@ -116,6 +124,7 @@ export function toPolicy (option: unknown, route: string): Policy {
     stage: stage ?? 'preHandler',
     key: (key ?? null) as Policy['key'],
     lock: lock ?? validators !== undefined,
-    headers: (headers ?? null) as Policy['headers']
+    headers: (headers ?? null) as Policy['headers'],
+    idempotency: idempotencyPolicy
   }
 }

@@ -13,6 +13,7 @@ import type { Readable } from 'node:stream'
 import { ProblemCode } from '../errors.js'
 import { isSafe } from '../policy.js'
 import type { ProblemWriter } from '../problem.js'
+import { clientGone } from '../write-gate.js'
 import { DigestStream, EMPTY_BODY_DIGEST, fingerprint, hasBody, UNREAD_BODY } from './fingerprint.js'
 import { parseIdempotencyKey } from './key.js'
 import type { IdempotencyPolicy } from './policy.js'
@@ -223,7 +224,7 @@ export function wireIdempotency (routeOptions: RouteOptions, policy: Idempotency
       keyed.store = store
       keyed.reply = reply
       keyed.ttl = ttl
-      if (raw.destroyed) {
+      if (clientGone(raw)) {
         // The client left while the claim was made: nothing will answer it.
         keyed.closed = true
         keyed.finish()
@@ -258,7 +259,7 @@ export function wireIdempotency (routeOptions: RouteOptions, policy: Idempotency
       return
     }
     // The client left before this hook ran: claim nothing, run nothing.
-    if (reply.raw.destroyed) return
+    if (clientGone(reply.raw)) return
     let owner: string
     try {
       owner = scope === null ? '' : scope(request)

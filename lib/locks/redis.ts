@@ -395,4 +395,6 @@ export function redisLockStore (options: RedisLockStoreOptions): RedisLockStore 
   return new RedisLockStore(options)
 }
 
+export { redisIdempotencyStore, RedisIdempotencyStore, type RedisIdempotencyStoreOptions, type RedisIdempotencyClient } from '../idempotency/redis.js'
+
 export default redisLockStore
