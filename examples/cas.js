@@ -1,7 +1,7 @@
 // The database compare-and-swap path: the write itself checks the version, in one statement
 // (`UPDATE items SET … WHERE id = ? AND version = ?`), so no lock is needed and none is taken
 // (`lock: false`). The plugin still answers 428 for a write without If-Match, parses the headers
-// into `request.preconditions`, and `reply.preconditionFailed()` answers a lost race with the
+// into `request.preconditions`, and `reply.failPrecondition()` answers a lost race with the
 // same 412 problem the plugin sends.
 //
 //   node examples/cas.js          (PORT, default 3001)
@@ -90,7 +90,7 @@ export async function buildCasApp (options = {}) {
     if (row === null) {
       // Lost the race, or never had it: 412 with the current tag, exactly as the plugin answers.
       const current = await table.get(id)
-      return reply.preconditionFailed(current === null ? null : etagOf(current))
+      return reply.failPrecondition(current === null ? null : etagOf(current))
     }
     // The tag of this write's own version, from RETURNING: a later read could see someone else's.
     reply.header('etag', etagOf(row))

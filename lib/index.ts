@@ -101,7 +101,7 @@ declare module 'fastify' {
      * Answers 412 as the plugin does, for a handler that does its own compare-and-swap.
      * `current` is the resource's current validators or ETag, if known.
      */
-    preconditionFailed (current?: Validators | string | null): FastifyReply
+    failPrecondition (current?: Validators | string | null): FastifyReply
   }
 }
 
@@ -211,13 +211,22 @@ const plugin: FastifyPluginAsync<FastifyPreconditionOptions> = async function fa
       return parsed
     }
   })
-  fastify.decorateReply('preconditionFailed', function preconditionFailed (this: FastifyReply, current?: Validators | string | null): FastifyReply {
+  function failPrecondition (this: FastifyReply, current?: Validators | string | null): FastifyReply {
     const etag = typeof current === 'string' ? current : current?.etag
     state.problems.sendFailed(this, Outcome.IF_MATCH_MISMATCH, this.request.url, etag === undefined ? undefined : normalizeEtag(etag))
     return this
-  })
+  }
+  fastify.decorateReply('failPrecondition', failPrecondition)
+  // `reply.preconditionFailed` is also @fastify/sensible's name (a plain 412). The alias is added
+  // only where nobody took it, and only once routes are being declared, when plugins such as
+  // sensible registered after this one have had their turn.
+  let aliasChecked = false
 
   fastify.addHook('onRoute', function (routeOptions) {
+    if (!aliasChecked) {
+      aliasChecked = true
+      if (!fastify.hasReplyDecorator('preconditionFailed')) fastify.decorateReply('preconditionFailed', failPrecondition)
+    }
     const option = (routeOptions as RouteOptions & { concurrency?: unknown }).concurrency
     if (option === undefined) return
     const policy = toPolicy(option, `${String(routeOptions.method)} ${routeOptions.url}`)

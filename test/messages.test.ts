@@ -15,7 +15,7 @@ async function answers (options: FastifyPreconditionOptions = {}) {
   const app = Fastify()
   await app.register(fastifyPrecondition, options)
   app.put('/guarded/:id', { concurrency: { require: ['if-match', 'if-unmodified-since'], validators } }, async () => 'ok')
-  app.put('/own-compare/:id', async (_request, reply) => reply.preconditionFailed({ etag: '"current"' }))
+  app.put('/own-compare/:id', async (_request, reply) => reply.failPrecondition({ etag: '"current"' }))
   const locked = async (failure: Error) => {
     const broken = Fastify()
     await broken.register(fastifyPrecondition, { ...options, lockStore: { acquire () { throw failure } } })
@@ -103,7 +103,7 @@ test('custom titles and details replace the texts and keep every member', async 
     /^Diese Anfrage muss bedingt sein \(If-Match .+ If-Unmodified-Since\)\. Senden Sie If-Match mit dem ETag aus einem GET.+If-Unmodified-Since mit dem Last-Modified-Datum aus einem GET\.$/)
   t.equal(all.failed.body.title, 'Vorbedingung fehlgeschlagen')
   t.equal(all.failed.body.detail, german.details.ifMatchMismatch)
-  t.equal(all.handler.body.detail, german.details.ifMatchMismatch, 'reply.preconditionFailed speaks the same language')
+  t.equal(all.handler.body.detail, german.details.ifMatchMismatch, 'reply.failPrecondition speaks the same language')
   t.equal(all.weak.body.detail, defaultMessages.details.ifMatchWeak, 'a detail not replaced keeps its default')
   t.equal(all.timeout.body.title, 'Dienst nicht verfügbar')
   t.equal(all.timeout.body.detail, german.details.lockTimeout)

@@ -318,12 +318,12 @@ test('request.preconditions parses the headers once, on demand', async (t) => {
   t.same(none.json(), { ifMatch: null, ifNoneMatch: null, ifModifiedSince: null, ifUnmodifiedSince: null, ifRange: null })
 })
 
-test('reply.preconditionFailed answers 412 the way the plugin does', async (t) => {
+test('reply.failPrecondition answers 412 the way the plugin does', async (t) => {
   const app = Fastify()
   await app.register(fastifyPrecondition)
-  app.put('/validators', async (_request, reply) => reply.preconditionFailed({ etag: '"v7"' }))
-  app.put('/string', async (_request, reply) => reply.preconditionFailed('v8'))
-  app.put('/unknown', async (_request, reply) => reply.preconditionFailed())
+  app.put('/validators', async (_request, reply) => reply.failPrecondition({ etag: '"v7"' }))
+  app.put('/string', async (_request, reply) => reply.failPrecondition('v8'))
+  app.put('/unknown', async (_request, reply) => reply.failPrecondition())
   const withValidators = await app.inject({ method: 'PUT', url: '/validators' })
   t.equal(withValidators.statusCode, 412)
   t.equal(withValidators.headers['content-type'], PROBLEM)

@@ -62,10 +62,10 @@ app.get('/typed/:id', {
   }
 }, async (request, reply: FastifyReply) => {
   const pre: Preconditions = request.preconditions
-  if (pre.ifMatch !== null && pre.ifMatch !== '*' && pre.ifMatch.length === 0) return reply.preconditionFailed()
+  if (pre.ifMatch !== null && pre.ifMatch !== '*' && pre.ifMatch.length === 0) return reply.failPrecondition()
   // @ts-expect-error preconditions are read-only
   request.preconditions = pre
-  return reply.preconditionFailed({ etag: '"v1"' })
+  return reply.failPrecondition({ etag: '"v1"' })
 })
 
 const outcome: Outcome = evaluate('PUT', { 'if-match': '"a"' }, { etag: '"a"' })
