@@ -88,10 +88,12 @@ export function toWholeSeconds (time: Date | number | string | undefined): numbe
 
 /**
  * Evaluates the preconditions of a request against the current representation.
+ * `weakIfMatch` departs from §13.1.1 on purpose: If-Match compares weakly, so `W/"x"` matches
+ * `"x"` (for deployments behind proxies that weaken tags; see the plugin option).
  * `current` is null when no representation exists; then only PUT evaluates its preconditions,
  * since any other method would answer 404 first (§13.2.1).
  */
-export function evaluate (method: string, headers: ConditionalHeaders, current: Validators | null): Outcome {
+export function evaluate (method: string, headers: ConditionalHeaders, current: Validators | null, weakIfMatch = false): Outcome {
   if (current === null && method !== 'PUT') return Outcome.PROCEED
   // §13.2.1: "a server MUST ignore the conditional request header fields ... when received with
   // a request method that does not involve the selection or modification of a selected
@@ -102,7 +104,7 @@ export function evaluate (method: string, headers: ConditionalHeaders, current: 
   // Step 1: If-Match; step 2: otherwise If-Unmodified-Since.
   const ifMatch = field(headers['if-match'])
   if (ifMatch !== undefined) {
-    const outcome = evaluateIfMatch(ifMatch, current)
+    const outcome = evaluateIfMatch(ifMatch, current, weakIfMatch)
     if (outcome !== Outcome.PROCEED) return outcome
   } else {
     const ifUnmodifiedSince = field(headers['if-unmodified-since'])
@@ -145,7 +147,7 @@ export function evaluate (method: string, headers: ConditionalHeaders, current: 
   return Outcome.PROCEED
 }
 
-function evaluateIfMatch (ifMatch: string, current: Validators | null): Outcome {
+function evaluateIfMatch (ifMatch: string, current: Validators | null, weakIfMatch: boolean): Outcome {
   const tags = parseEntityTags(ifMatch)
   if (tags === '*') return current === null ? Outcome.IF_MATCH_NONE : Outcome.PROCEED
   if (tags.length === 0) return Outcome.IF_MATCH_INVALID
@@ -153,7 +155,8 @@ function evaluateIfMatch (ifMatch: string, current: Validators | null): Outcome 
   if (current.etag === undefined) return Outcome.IF_MATCH_MISMATCH
   const etag = normalizeEtag(current.etag)
   if (anyStrongMatch(tags, etag)) return Outcome.PROCEED
-  return anyWeakMatch(tags, etag) ? Outcome.IF_MATCH_WEAK : Outcome.IF_MATCH_MISMATCH
+  if (!anyWeakMatch(tags, etag)) return Outcome.IF_MATCH_MISMATCH
+  return weakIfMatch ? Outcome.PROCEED : Outcome.IF_MATCH_WEAK
 }
 
 // §13.1.5: an entity-tag holds by strong comparison; a date holds only when it is exactly the

@@ -70,6 +70,13 @@ export interface FastifyPreconditionOptions {
    * `redisIdempotencyStore(...)` from `fastify-precondition/redis`.
    */
   idempotencyStore?: 'memory' | IdempotencyStore
+  /**
+   * Accept a weak tag in If-Match (`W/"x"` matches `"x"`), for deployments behind proxies that
+   * weaken the ETags they pass on (nginx with gzip, some CDNs). A deliberate departure from
+   * RFC 9110, safe for write preconditions when every version of a resource has its own tag.
+   * Default false.
+   */
+  weakIfMatch?: boolean
 }
 
 declare module 'fastify' {
@@ -144,6 +151,7 @@ function reportError (request: FastifyRequest, reply: FastifyReply, error: unkno
 }
 
 interface PluginState {
+  weakIfMatch: boolean
   store: LockStore
   lockTimeout: number
   problems: ProblemWriter
@@ -154,7 +162,10 @@ interface PluginState {
 }
 
 function validatePluginOptions (options: FastifyPreconditionOptions): void {
-  const { lockStore, lockTimeout, retryAfter, exposeEtag, problemTypeBase, documentRoutes, idempotencyStore } = options
+  const { lockStore, lockTimeout, retryAfter, exposeEtag, problemTypeBase, documentRoutes, idempotencyStore, weakIfMatch } = options
+  if (weakIfMatch !== undefined && typeof weakIfMatch !== 'boolean') {
+    throw invalidOption('weakIfMatch', `weakIfMatch must be a boolean; got ${JSON.stringify(weakIfMatch)}`)
+  }
   if (idempotencyStore !== undefined && idempotencyStore !== 'memory' &&
     (typeof idempotencyStore !== 'object' || idempotencyStore === null || typeof idempotencyStore.claim !== 'function')) {
     throw invalidOption('idempotencyStore', "idempotencyStore must be 'memory' or an object with claim, complete, release and renew methods")
@@ -188,6 +199,7 @@ const plugin: FastifyPluginAsync<FastifyPreconditionOptions> = async function fa
   validatePluginOptions(options)
   const ownStore = options.lockStore === undefined || options.lockStore === 'memory'
   const state: PluginState = {
+    weakIfMatch: options.weakIfMatch ?? false,
     store: ownStore ? new MemoryLockStore() : options.lockStore as LockStore,
     lockTimeout: options.lockTimeout ?? 10_000,
     problems: new ProblemWriter(options),
@@ -317,7 +329,7 @@ function wireRoute (routeOptions: RouteOptions, policy: Policy, state: PluginSta
   // Reads, and writes without a lock, are checked in the stage's hook. A locked write is checked
   // by its gate, under the lock; with stage onRequest it is also checked early, without the lock.
   if (policy.validators !== null && (!gated || policy.stage === 'onRequest' || methods.some(isSafe))) {
-    appendHook(routeOptions, policy.stage, buildCheckHook(policy.validators, route, problems,
+    appendHook(routeOptions, policy.stage, buildCheckHook(policy.validators, route, problems, state.weakIfMatch,
       gated && policy.stage === 'preHandler', policy.idempotency !== null && policy.stage === 'onRequest'))
   }
   appendHook(routeOptions, 'onSend', buildOnSend(policy, route))
@@ -330,7 +342,8 @@ function wireRoute (routeOptions: RouteOptions, policy: Policy, state: PluginSta
       validators: policy.validators,
       key: policy.key ?? routeKey(routeOptions.url),
       handler: routeOptions.handler,
-      headersOf: conditionalHeaders
+      headersOf: conditionalHeaders,
+      weakIfMatch: state.weakIfMatch
     }, isSafe)
   }
 }
@@ -339,7 +352,7 @@ function wireRoute (routeOptions: RouteOptions, policy: Policy, state: PluginSta
  * Evaluates the preconditions of a request in a hook: reads, writes without a lock, and the
  * early check of a locked write at stage onRequest. `skipWrites`: writes are the gate's alone.
  */
-function buildCheckHook (validators: NonNullable<Policy['validators']>, route: string, problems: ProblemWriter, skipWrites: boolean, skipKeyed: boolean) {
+function buildCheckHook (validators: NonNullable<Policy['validators']>, route: string, problems: ProblemWriter, weakIfMatch: boolean, skipWrites: boolean, skipKeyed: boolean) {
   function decide (request: PreconditionRequest, reply: FastifyReply, value: unknown, done: HookHandlerDoneFunction): void {
     let current: Validators | null
     try {
@@ -348,7 +361,7 @@ function buildCheckHook (validators: NonNullable<Policy['validators']>, route: s
       done(error as Error)
       return
     }
-    const outcome = evaluate(request.method, conditionalHeaders(request), current)
+    const outcome = evaluate(request.method, conditionalHeaders(request), current, weakIfMatch)
     request[kValidators] = current
     if (outcome === Outcome.PROCEED || outcome === Outcome.IGNORE_RANGE) {
       // §13.2.2 step 5: a failed If-Range means the whole representation, so Range goes.

@@ -64,6 +64,8 @@ export interface RouteGate {
   readonly handler: RouteHandlerMethod
   /** The conditional headers as they arrived (a headers schema may strip them from `headers`). */
   readonly headersOf: (request: FastifyRequest) => ConditionalHeaders
+  /** If-Match compares weakly (the plugin option `weakIfMatch`). */
+  readonly weakIfMatch: boolean
 }
 
 export const kGate = Symbol('fastify-precondition.gate')
@@ -165,7 +167,7 @@ export class WriteGate {
       this.release()
       throw error
     }
-    const outcome = evaluate(this.request.method, this.gate.headersOf(this.request), current)
+    const outcome = evaluate(this.request.method, this.gate.headersOf(this.request), current, this.gate.weakIfMatch)
     if (outcome === Outcome.PROCEED) return this.enter()
     this.release()
     const etag = current?.etag
