@@ -28,7 +28,7 @@ import { MemoryIdempotencyStore } from './idempotency/memory.js'
 import type { IdempotencyStore } from './idempotency/store.js'
 import { checkHeaders, isSafe, toPolicy, type ConcurrencyOptions, type Policy } from './policy.js'
 import { hasUsablePrecondition, parsePreconditions, type Preconditions } from './preconditions.js'
-import { ProblemWriter, type ProblemMessagesOption } from './problem.js'
+import { kProblemEtag, PROBLEM_CONTENT_TYPE, ProblemWriter, type ProblemMessagesOption } from './problem.js'
 import { routeKey } from './resource-key.js'
 import { documentRoute, shareProblemSchema } from './schema.js'
 import { checkValidators } from './validators.js'
@@ -213,6 +213,7 @@ const plugin: FastifyPluginAsync<FastifyPreconditionOptions> = async function fa
   fastify.decorateRequest(kValidators as unknown as string, undefined)
   fastify.decorateRequest(kGate as unknown as string, null)
   fastify.decorateRequest('lock', null)
+  fastify.decorateReply(kProblemEtag as unknown as string, null)
   fastify.decorateRequest(kParsed as unknown as string, null)
   fastify.decorateRequest(kHeaders as unknown as string, null)
   fastify.decorateRequest('preconditions', {
@@ -295,7 +296,7 @@ function keepConditionalHeaders (request: FastifyRequest, _reply: FastifyReply, 
 }
 
 /** Route hooks as a fresh array: user arrays are shared with Fastify's automatic HEAD route. */
-function appendHook (routeOptions: RouteOptions, name: 'onRequest' | 'preHandler' | 'onSend', hook: unknown): void {
+function appendHook (routeOptions: RouteOptions, name: 'onRequest' | 'preParsing' | 'preHandler' | 'onSend', hook: unknown): void {
   const existing = routeOptions[name] as unknown
   const list = existing === undefined ? [] : Array.isArray(existing) ? [...existing] : [existing]
   list.push(hook)
@@ -309,14 +310,17 @@ function wireRoute (routeOptions: RouteOptions, policy: Policy, state: PluginSta
   if (policy.required !== null) {
     const required = policy.required
     const body = problems.required(required)
-    appendHook(routeOptions, 'onRequest', function requirePrecondition (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction) {
+    // preParsing: before the body is read, and after every onRequest hook, whoever added it and
+    // whenever: auth answers an unauthenticated client first, and rate limits count the 428s.
+    appendHook(routeOptions, 'preParsing', function requirePrecondition (request: FastifyRequest, reply: FastifyReply, payload: unknown, done: (error: Error | null, payload?: unknown) => void) {
       if (isSafe(request.method) || hasUsablePrecondition(request.headers, required)) {
-        done()
+        done(null, payload)
         return
       }
       problems.sendRequired(reply, body, request.url)
     })
   }
+  appendHook(routeOptions, 'onSend', buildOnSend(policy, route))
   if (policy.validators === null && !policy.lock) return
 
   if ((routeOptions.schema as { headers?: unknown } | undefined)?.headers !== undefined) {
@@ -332,7 +336,6 @@ function wireRoute (routeOptions: RouteOptions, policy: Policy, state: PluginSta
     appendHook(routeOptions, policy.stage, buildCheckHook(policy.validators, route, problems, state.weakIfMatch,
       gated && policy.stage === 'preHandler', policy.idempotency !== null && policy.stage === 'onRequest'))
   }
-  appendHook(routeOptions, 'onSend', buildOnSend(policy, route))
   if (gated) {
     routeOptions.handler = gateHandler({
       route,
@@ -366,6 +369,9 @@ function buildCheckHook (validators: NonNullable<Policy['validators']>, route: s
     if (outcome === Outcome.PROCEED || outcome === Outcome.IGNORE_RANGE) {
       // §13.2.2 step 5: a failed If-Range means the whole representation, so Range goes.
       if (outcome === Outcome.IGNORE_RANGE) delete request.headers.range
+      // A read's validators go on the reply now, before any onSend hook: app-wide ones such as
+      // @fastify/etag's run before this route's and keep a tag that is already there.
+      if (isSafe(request.method)) setValidatorHeaders(reply, current)
       done()
       return
     }
@@ -410,6 +416,13 @@ function setValidatorHeaders (reply: FastifyReply, current: Validators | null | 
   if (current.lastModified !== undefined) reply.header('last-modified', formatHttpDate(current.lastModified as Date | number))
 }
 
+function unsetValidatorHeaders (reply: FastifyReply, current: Validators): void {
+  if (current.etag !== undefined && reply.getHeader('etag') === current.etag) reply.removeHeader('etag')
+  if (current.lastModified !== undefined && reply.getHeader('last-modified') === formatHttpDate(current.lastModified as Date | number)) {
+    reply.removeHeader('last-modified')
+  }
+}
+
 function setRouteHeaders (request: FastifyRequest, reply: FastifyReply, headers: NonNullable<Policy['headers']>, route: string): void {
   const fields = typeof headers === 'function' ? checkHeaders(headers(request), route) : headers
   for (const name in fields) {
@@ -450,6 +463,14 @@ function buildOnSend (policy: Policy, route: string) {
     if (gate !== null) gate.answer()
     const status = reply.statusCode
     if (!((status >= 200 && status < 300) || status === 304)) {
+      // A problem the plugin answered carries no ETag but the current one of a 412: not a hash of
+      // the problem body, which app-wide hooks such as @fastify/etag's would add.
+      if (status >= 400 && reply.getHeader('content-type') === PROBLEM_CONTENT_TYPE && reply.getHeader('etag') !== (reply as FastifyReply & { [kProblemEtag]: string | null })[kProblemEtag]) {
+        reply.removeHeader('etag')
+      }
+      // A read that the handler answered with an error (its 404, a 500) describes no representation.
+      const current = req[kValidators]
+      if (current !== null && current !== undefined && isSafe(request.method)) unsetValidatorHeaders(reply, current)
       done(null, payload)
       return
     }

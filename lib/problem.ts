@@ -24,6 +24,9 @@ export type ProblemDetails = Static<typeof ProblemDetailsSchema>
 
 export const PROBLEM_CONTENT_TYPE = 'application/problem+json; charset=utf-8'
 
+/** The reply slot holding the ETag a 412 revealed: the one ETag a problem answer may carry. */
+export const kProblemEtag = Symbol('fastify-precondition.problemEtag')
+
 /**
  * Texts of the problem bodies. In `preconditionRequired`, `{headers}` stands for the header names
  * and `{hints}` for the route's `requireHint…` texts joined with "or".
@@ -202,6 +205,7 @@ export class ProblemWriter {
     if (etag !== undefined && this.exposeEtag) {
       body += ',"etag":' + JSON.stringify(etag)
       reply.header('etag', etag)
+      ;(reply as FastifyReply & { [kProblemEtag]: string | null })[kProblemEtag] = etag
     }
     reply.code(412).header('content-type', PROBLEM_CONTENT_TYPE).send(body + '}')
   }
