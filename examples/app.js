@@ -10,10 +10,9 @@ export async function buildApp (options = {}) {
   await app.register(fastifyPrecondition, options.precondition)
   // The OpenAPI document at /docs/json, Swagger UI at /docs: the plugin adds each route's
   // precondition headers and its 304/412/428/503 answers. Registered before the routes, so it
-  // sees them; shared schemas keep their $id as their name.
+  // sees them. The problem schema is #/components/schemas/PreconditionProblemDetails.
   await app.register(fastifySwagger, {
-    openapi: { info: { title: 'fastify-precondition example API', version: '1.0.0' } },
-    refResolver: { buildLocalReference: (json, _baseUri, _fragment, i) => json.$id ?? `def-${i}` }
+    openapi: { info: { title: 'fastify-precondition example API', version: '1.0.0' } }
   })
   await app.register(fastifySwaggerUi, { routePrefix: '/docs' })
 

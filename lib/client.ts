@@ -40,6 +40,14 @@ export interface ConditionalUpdateOptions {
   signal?: AbortSignal
   /** The fetch to use. Default: the global `fetch`. */
   fetch?: typeof fetch
+  /**
+   * When the GET gave no strong ETag that this client can read, make the write conditional on
+   * its Last-Modified instead (`If-Unmodified-Since`). Default `false`: a strong ETag is expected,
+   * and its absence is an `UnexpectedResponseError` that names the likely cause. A date has
+   * one-second resolution, so two changes within one second are not told apart; turn this on
+   * only for servers that send no ETag at all.
+   */
+  dateFallback?: boolean
 }
 
 /** What a successful `conditionalUpdate` gives back. */
@@ -54,6 +62,8 @@ export interface ConditionalUpdateResult<Written = unknown> {
   lastModified: string | null
   /** How many writes it took: 1 unless a concurrent change made the server answer 412. */
   attempts: number
+  /** The precondition the last write carried: `if-unmodified-since` only with `dateFallback`. */
+  precondition: 'if-match' | 'if-unmodified-since'
 }
 
 /** A response that ended the update: its status and, when it sent one, its problem details. */
@@ -96,8 +106,31 @@ export class ServiceUnavailableError extends ConditionalUpdateError {
   }
 }
 
-/** Any other status, for the GET or the write (404, 401, 500, …), or a GET without validators. */
+/**
+ * Any other status, for the GET or the write (404, 401, 500, …), or a GET that gave no strong
+ * ETag this client can read (nor, with `dateFallback`, a Last-Modified).
+ */
 export class UnexpectedResponseError extends ConditionalUpdateError {}
+
+// Browsers show a cross-origin script only the response headers the server exposes, and ETag is
+// not among those exposed by default, while Last-Modified is: an API behind a default CORS set-up
+// looks like one that sends dates only.
+const CORS_HINT = 'If the server does send one, the likely cause is CORS: a browser hides response headers from ' +
+  'cross-origin scripts unless the server lists them in Access-Control-Expose-Headers: ETag, Last-Modified ' +
+  '(with @fastify/cors: exposedHeaders: [\'ETag\', \'Last-Modified\']).'
+
+/** Why a GET's headers cannot make the write conditional, or null when they can. */
+function missingValidator (etag: string | null, lastModified: string | null, dateFallback: boolean): string | null {
+  const weak = etag !== null && etag.startsWith('W/')
+  if ((etag !== null && !weak) || (dateFallback && lastModified !== null)) return null
+  if (weak) {
+    return `sent only a weak ETag (${etag}), which can never satisfy If-Match, so the write cannot be made conditional. ` +
+      (dateFallback ? 'Nor did it send Last-Modified.' : 'Pass dateFallback: true to use its Last-Modified (one-second resolution) instead.')
+  }
+  const date = dateFallback ? ' nor a Last-Modified' : ''
+  return `sent no ETag${date} this client can read, so the write cannot be made conditional. ${CORS_HINT}` +
+    (dateFallback ? '' : ' For a server that sends no ETag at all, pass dateFallback: true to use Last-Modified (one-second resolution).')
+}
 
 /**
  * The wait before attempt `attempt + 1`, in ms: "full jitter", a uniformly random share of
@@ -147,7 +180,9 @@ async function readJson (response: Response): Promise<unknown> {
 
 /**
  * Reads `url`, applies `change` to its JSON representation, and writes the result back with
- * If-Match (If-Unmodified-Since when the server gives no strong ETag). When the server answers
+ * If-Match (If-Unmodified-Since, with `dateFallback`, when the server gives no strong ETag). A GET
+ * without a strong ETag this client can read is an `UnexpectedResponseError` that names CORS as the
+ * likely cause in a browser; the write is never silently guarded by a date. When the server answers
  * 412 because someone else changed the resource in between, it waits a jittered, growing delay,
  * reads again and reapplies `change`, up to `maxAttempts` writes. So `change` must be a function
  * of the current representation, and may run more than once. It returns the body to send (as
@@ -171,6 +206,8 @@ export async function conditionalUpdate<Current = unknown, Written = Current> (
   const signal = options.signal
   const target = String(url)
   const headers = options.headers ?? {}
+  const dateFallback = options.dateFallback ?? false
+  if (typeof dateFallback !== 'boolean') throw new TypeError(`conditionalUpdate: dateFallback must be a boolean; got ${String(dateFallback)}`)
 
   const fail = async (response: Response, requestMethod: string, attempts: number): Promise<never> => {
     const problem = await readJson(response) as ProblemDetails | null
@@ -198,15 +235,15 @@ export async function conditionalUpdate<Current = unknown, Written = Current> (
     if (!read.ok) return await fail(read, 'GET', attempt - 1)
     const etag = read.headers.get('etag')
     const lastModified = read.headers.get('last-modified')
-    const condition: Record<string, string> = {}
-    // A weak tag can never satisfy If-Match; the date is the next best validator.
-    if (etag !== null && !etag.startsWith('W/')) condition['if-match'] = etag
-    else if (lastModified !== null) condition['if-unmodified-since'] = lastModified
-    else {
+    const missing = missingValidator(etag, lastModified, dateFallback)
+    if (missing !== null) {
       await read.body?.cancel()
-      throw new UnexpectedResponseError(`GET ${target} sent neither a strong ETag nor Last-Modified, so a write cannot be made conditional`,
+      throw new UnexpectedResponseError(`GET ${target} ${missing}`,
         { status: read.status, problem: null, method: 'GET', url: target, attempts: attempt - 1 })
     }
+    // A weak tag can never satisfy If-Match; the date is the next best validator, when allowed.
+    const precondition = etag !== null && !etag.startsWith('W/') ? 'if-match' : 'if-unmodified-since'
+    const condition = { [precondition]: precondition === 'if-match' ? etag : lastModified } as Record<string, string>
     const current = await read.json() as Current
     const next = await change(current)
     // A change may edit the representation in place and return nothing.
@@ -224,7 +261,8 @@ export async function conditionalUpdate<Current = unknown, Written = Current> (
         body: await readJson(written) as Written | null,
         etag: written.headers.get('etag'),
         lastModified: written.headers.get('last-modified'),
-        attempts: attempt
+        attempts: attempt,
+        precondition
       }
     }
     if (written.status !== 412 || attempt >= maxAttempts) return await fail(written, method, attempt)

@@ -1,4 +1,4 @@
-import createError from '@fastify/error'
+import createError, { type FastifyErrorConstructor } from '@fastify/error'
 
 // Registration errors: one code per option, so the code alone names what to fix.
 const OPTION_CODES = {
@@ -55,20 +55,25 @@ export const ProblemCode = {
   IDEMPOTENCY_UNAVAILABLE: 'FST_PRECONDITION_IDEMPOTENCY_UNAVAILABLE'
 } as const
 
+// The classes' types are written out, from a named type import: declarations that spelt them
+// `createError.FastifyErrorConstructor` (what TypeScript infers) only resolve under NodeNext, and
+// became `any` for applications compiled with moduleResolution bundler or node10.
+type LockErrorConstructor<Code extends string> = FastifyErrorConstructor<{ code: Code, statusCode: 503 }>
+
 /** A lock store throws (or rejects with) this when a key stayed held past the wait limit. */
-export const LockTimeoutError = createError(ProblemCode.LOCK_TIMEOUT,
+export const LockTimeoutError: LockErrorConstructor<typeof ProblemCode.LOCK_TIMEOUT> = createError(ProblemCode.LOCK_TIMEOUT,
   'Timed out after %s ms waiting for the lock on "%s"', 503)
 
 /**
  * A lock store throws this when it cannot reach its backend. Any other error from a store is
  * treated the same way: the request fails closed with 503 and the handler never runs.
  */
-export const LockUnavailableError = createError(ProblemCode.LOCK_UNAVAILABLE,
+export const LockUnavailableError: LockErrorConstructor<typeof ProblemCode.LOCK_UNAVAILABLE> = createError(ProblemCode.LOCK_UNAVAILABLE,
   'The lock store is unavailable: %s', 503)
 
 /**
  * The reason a lease's `signal` aborts with: the store found the lease expired or held by another
  * while its request still ran, so another writer may have written meanwhile.
  */
-export const LockLostError = createError(ProblemCode.LOCK_LOST,
+export const LockLostError: LockErrorConstructor<typeof ProblemCode.LOCK_LOST> = createError(ProblemCode.LOCK_LOST,
   'The lease on "%s" was lost: %s', 503)

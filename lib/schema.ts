@@ -26,10 +26,97 @@ const STATUS_2XX = /^2(?:\d\d|xx)$/i
 
 /**
  * Adds the problem-details schema to the instance's shared schemas, once, so every documented
- * route refers to one `PreconditionProblemDetails` component instead of repeating it.
+ * route refers to one `PreconditionProblemDetails` component instead of repeating it, and has
+ * the document @fastify/swagger generates finished once the app is ready (see `finishDocument`).
  */
 export function shareProblemSchema (fastify: FastifyInstance): void {
   if (fastify.getSchema(PROBLEM_SCHEMA_ID) === undefined) fastify.addSchema(ProblemDetailsSchema)
+  fastify.addHook('onReady', async function () {
+    finishSwagger(fastify as unknown as Schema)
+  })
+}
+
+type Generate = (this: unknown, options?: { yaml?: boolean }) => unknown
+
+/**
+ * Wraps @fastify/swagger's `swagger()` decorator so the document it returns has what
+ * `finishDocument` adds, without the app setting anything up. The YAML form of a document that
+ * needed finishing is its JSON text (YAML is a superset of JSON); otherwise it is swagger's own.
+ */
+function finishSwagger (fastify: Schema): void {
+  const generate = fastify.swagger as Generate | undefined
+  if (typeof generate !== 'function') return
+  let changed: boolean | undefined
+  const finished: Generate = function (options) {
+    // Without options swagger returns its cached document object, which is finished in place once.
+    const document = generate.call(this) as Schema
+    changed ??= finishDocument(document)
+    if (options?.yaml !== true) return document
+    return changed ? JSON.stringify(document, null, 2) + '\n' : generate.call(this, options)
+  }
+  fastify.swagger = finished
+}
+
+/**
+ * @fastify/swagger names shared schemas `def-0`, `def-1`, … unless the app passes a refResolver:
+ * the problem schema gets its own name back. In Swagger 2.0 mode it copies a response's OpenAPI 3
+ * `content` into `schema`, which Swagger 2.0 does not allow: each such response gets the schema of
+ * its media type, its example under `examples`, and the operation `produces` the media type.
+ * Returns whether anything changed.
+ */
+export function finishDocument (document: Schema): boolean {
+  const swagger2 = document.swagger === '2.0'
+  const schemas = (swagger2 ? document.definitions : (document.components as Schema | undefined)?.schemas) as Schema | undefined
+  const base = swagger2 ? '#/definitions/' : '#/components/schemas/'
+  let changed = false
+  if (isPlainObject(schemas) && schemas[PROBLEM_SCHEMA_ID] === undefined) {
+    const generated = Object.keys(schemas).find((name) => /^def-\d+$/.test(name) && (schemas[name] as Schema).title === PROBLEM_SCHEMA_ID)
+    if (generated !== undefined) {
+      for (const name of Object.keys(schemas)) {
+        const value = schemas[name]
+        delete schemas[name]
+        schemas[name === generated ? PROBLEM_SCHEMA_ID : name] = value
+      }
+      replaceRefs(document, base + generated, base + PROBLEM_SCHEMA_ID)
+      changed = true
+    }
+  }
+  if (swagger2 && isPlainObject(document.paths)) {
+    for (const operations of Object.values(document.paths as Schema)) {
+      for (const operation of Object.values(operations as Schema) as Schema[]) {
+        if (isPlainObject(operation) && isPlainObject(operation.responses) && contentToSwagger2(operation, document)) changed = true
+      }
+    }
+  }
+  return changed
+}
+
+function contentToSwagger2 (operation: Schema, document: Schema): boolean {
+  const produced = new Set<string>()
+  for (const response of Object.values(operation.responses as Schema) as Schema[]) {
+    const schema = response.schema as Schema | undefined
+    if (!isPlainObject(schema) || !isPlainObject(schema.content)) continue
+    const [mediaType, media] = Object.entries(schema.content)[0] as [string, Schema]
+    const body = media.schema as Schema
+    if (Object.keys(body).length === 0) delete response.schema
+    else response.schema = body
+    if (media.example !== undefined) response.examples = { [mediaType]: media.example }
+    if (mediaType !== '*/*') produced.add(mediaType)
+  }
+  if (produced.size === 0) return false
+  const declared = (operation.produces ?? document.produces ?? ['application/json']) as string[]
+  operation.produces = [...new Set([...declared, ...produced])]
+  return true
+}
+
+function replaceRefs (node: unknown, from: string, to: string): void {
+  if (Array.isArray(node)) {
+    for (const item of node) replaceRefs(item, from, to)
+  } else if (typeof node === 'object' && node !== null) {
+    const object = node as Schema
+    if (object.$ref === from) object.$ref = to
+    for (const value of Object.values(object)) replaceRefs(value, from, to)
+  }
 }
 
 function isPlainObject (value: unknown): value is Schema {
@@ -62,7 +149,7 @@ function documentedSchema (declared: Schema, routeOptions: RouteOptions, policy:
   // one of them requires it.
   const onlyWrites = writeMethods.length === methods.length
   const writesNote = onlyWrites ? '' : ` (on ${writeMethods.join(', ')})`
-  const path = routeOptions.url
+  const path = examplePath(routeOptions.url)
   const schema: Schema = { ...declared }
 
   const headers: Array<[string, Schema, boolean]> = []
@@ -137,6 +224,11 @@ function documentedSchema (declared: Schema, routeOptions: RouteOptions, policy:
   }
   schema.response = response
   return schema
+}
+
+/** The route's URL as a request would spell it: each parameter `1`, a wildcard `example`. */
+function examplePath (url: string): string {
+  return url.replace(/:\w+(?:\([^)]*\))?/g, '1').replace(/\*$/, 'example')
 }
 
 function requiredDescription (name: RequirableHeader, required: RequirableHeader[], writesNote: string): string {

@@ -134,19 +134,29 @@ test('428, 503 and other answers surface as typed errors with the problem detail
   app.put('/broken', async (_request, reply) => reply.code(500).type('text/plain').send('oops'))
   const origin = await listen(t, app)
 
-  const required = await conditionalUpdate(`${origin}/dated`, (v) => v).catch((e: unknown) => e) as PreconditionRequiredError
+  const required = await conditionalUpdate(`${origin}/dated`, (v) => v, { dateFallback: true }).catch((e: unknown) => e) as PreconditionRequiredError
   t.type(required, PreconditionRequiredError)
   t.equal(required.status, 428)
   t.same(required.problem?.required, ['If-None-Match'])
   t.equal(required.attempts, 1)
 
-  const dated = await conditionalUpdate(`${origin}/weak`, (v) => v)
-  t.equal(dated.status, 204, 'a weak tag is passed over for If-Unmodified-Since')
+  const dated = await conditionalUpdate(`${origin}/weak`, (v) => v, { dateFallback: true })
+  t.equal(dated.status, 204, 'with dateFallback, a weak tag is passed over for If-Unmodified-Since')
   t.equal(dated.body, null)
+  t.equal(dated.precondition, 'if-unmodified-since', 'and the result says so')
+
+  const weak = await conditionalUpdate(`${origin}/weak`, (v) => v).catch((e: unknown) => e) as UnexpectedResponseError
+  t.type(weak, UnexpectedResponseError, 'without dateFallback, a weak tag is refused rather than replaced by a date')
+  t.match(weak.message, /sent only a weak ETag \(W\/"1"\), which can never satisfy If-Match.*dateFallback: true/)
+  t.equal(weak.attempts, 0, 'nothing was written')
 
   const bare = await conditionalUpdate(`${origin}/bare`, (v) => v).catch((e: unknown) => e) as UnexpectedResponseError
   t.type(bare, UnexpectedResponseError)
-  t.match(bare.message, /neither a strong ETag nor Last-Modified/)
+  t.match(bare.message, /sent no ETag this client can read/)
+  t.match(bare.message, /Access-Control-Expose-Headers: ETag, Last-Modified/, 'names CORS as the likely cause')
+  const bareDated = await conditionalUpdate(`${origin}/bare`, (v) => v, { dateFallback: true }).catch((e: unknown) => e) as UnexpectedResponseError
+  t.match(bareDated.message, /sent no ETag nor a Last-Modified this client can read/)
+  t.notMatch(bareDated.message, /pass dateFallback/)
 
   const missing = await conditionalUpdate(`${origin}/nothing`, (v) => v).catch((e: unknown) => e) as UnexpectedResponseError
   t.type(missing, UnexpectedResponseError)
@@ -176,7 +186,7 @@ test('428, 503 and other answers surface as typed errors with the problem detail
 })
 
 test('options are checked, and an abort stops the retries', async (t) => {
-  for (const options of [{ maxAttempts: 0 }, { maxAttempts: 1.5 }, { baseDelay: -1 }, { maxDelay: Infinity }, { baseDelay: Number.NaN }]) {
+  for (const options of [{ maxAttempts: 0 }, { maxAttempts: 1.5 }, { baseDelay: -1 }, { maxDelay: Infinity }, { baseDelay: Number.NaN }, { dateFallback: 'yes' as unknown as boolean }]) {
     await t.rejects(conditionalUpdate('http://127.0.0.1:1/', (v) => v, options), TypeError, JSON.stringify(options))
   }
   const origin = await exampleApi(t)
@@ -209,6 +219,11 @@ test('bodiless answers, JSON that is not, and an abort right after a 412', async
     fetch: scripted([item, () => new Response(null, { status: 412 }), item, () => new Response(null, { status: 204 })])
   })
   t.same({ status: quiet.status, attempts: quiet.attempts, body: quiet.body, etag: quiet.etag }, { status: 204, attempts: 2, body: null, etag: null })
+
+  const weakOnly = () => new Response('{"v":1}', { headers: { ...json, etag: 'W/"1"' } })
+  const neither = await conditionalUpdate('http://127.0.0.1:1/r', (v) => v, { dateFallback: true, fetch: scripted([weakOnly]) })
+    .catch((e: unknown) => e) as UnexpectedResponseError
+  t.match(neither.message, /only a weak ETag .*Nor did it send Last-Modified/, 'a weak tag and no date, with dateFallback')
 
   const empty = await conditionalUpdate('http://127.0.0.1:1/r', (v) => v, { fetch: scripted([() => new Response(null, { status: 200 })]) })
     .catch((e: unknown) => e) as UnexpectedResponseError
@@ -243,4 +258,63 @@ test('bodiless answers, JSON that is not, and an abort right after a 412', async
   })
   await t.rejects(stopped, { message: 'stopped after the 412' })
   t.equal(reads, 1, 'no second read after the abort')
+})
+
+/**
+ * A fetch that behaves as a browser's does for a cross-origin script: it sends an Origin, and the
+ * response shows only the CORS-safelisted headers and those the server listed in
+ * Access-Control-Expose-Headers (a response without Access-Control-Allow-Origin is a network error).
+ */
+function browserFetch (origin: string): typeof fetch {
+  const SAFELISTED = ['cache-control', 'content-language', 'content-length', 'content-type', 'expires', 'last-modified', 'pragma']
+  return async (input, init) => {
+    const response = await fetch(input, { ...init, headers: { ...(init?.headers as Record<string, string>), origin } })
+    const allowed = response.headers.get('access-control-allow-origin')
+    if (allowed !== '*' && allowed !== origin) throw new TypeError('Failed to fetch (CORS)')
+    const exposed = (response.headers.get('access-control-expose-headers') ?? '').split(',').map((name) => name.trim().toLowerCase())
+    const visible = new Headers()
+    for (const [name, value] of response.headers) {
+      if (SAFELISTED.includes(name) || exposed.includes(name)) visible.set(name, value)
+    }
+    const bodiless = response.status === 204 || response.status === 304
+    return new Response(bodiless ? null : await response.arrayBuffer(), { status: response.status, statusText: response.statusText, headers: visible })
+  }
+}
+
+test('in a browser behind CORS: a hidden ETag is named as the cause, never replaced by a date', async (t) => {
+  const { default: fastifyCors } = await import('@fastify/cors')
+  const build = async (exposedHeaders?: string[]) => {
+    const app = Fastify()
+    await app.register(fastifyCors, { origin: 'https://app.example', methods: ['GET', 'PUT', 'PATCH', 'DELETE'], ...(exposedHeaders && { exposedHeaders }) })
+    await app.register(fastifyPrecondition)
+    let item = { count: 0 }
+    let changed = new Date('2026-01-01T00:00:00Z')
+    const validators = () => ({ etag: `"${item.count}"`, lastModified: changed })
+    app.get('/items/1', { concurrency: { validators } }, async () => item)
+    app.put('/items/1', { concurrency: { require: ['if-match', 'if-unmodified-since'], validators } }, async (request) => {
+      item = request.body as typeof item
+      changed = new Date(changed.getTime() + 1000)
+      return item
+    })
+    return `${await listen(t, app)}/items/1`
+  }
+  const browser = browserFetch('https://app.example')
+
+  const hidden = await build()
+  const seen = await browser(hidden)
+  t.equal(seen.headers.get('etag'), null, 'the default CORS set-up hides the ETag from the script')
+  t.ok(seen.headers.get('last-modified'), 'while Last-Modified, a safelisted header, shows')
+  const error = await conditionalUpdate<{ count: number }>(hidden, (i) => ({ count: i.count + 1 }), { fetch: browser })
+    .catch((e: unknown) => e) as UnexpectedResponseError
+  t.type(error, UnexpectedResponseError, 'no silent fall back to a one-second If-Unmodified-Since')
+  t.match(error.message, /likely cause is CORS/)
+  t.match(error.message, /exposedHeaders: \['ETag', 'Last-Modified'\]/)
+  t.same(await (await fetch(hidden)).json(), { count: 0 }, 'nothing was written')
+  const dated = await conditionalUpdate<{ count: number }>(hidden, (i) => ({ count: i.count + 1 }), { fetch: browser, dateFallback: true })
+  t.equal(dated.precondition, 'if-unmodified-since', 'dateFallback opts into the date')
+
+  const exposed = await build(['ETag', 'Last-Modified'])
+  const result = await conditionalUpdate<{ count: number }>(exposed, (i) => ({ count: i.count + 1 }), { fetch: browser })
+  t.equal(result.precondition, 'if-match', 'with the ETag exposed, the write carries If-Match')
+  t.equal(result.etag, '"1"', 'and the new tag is readable')
 })

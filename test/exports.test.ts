@@ -64,3 +64,13 @@ test('the exports map points at files that exist, with types for each condition'
     }
   }
 })
+
+test('typesVersions gives node10 resolution the same typings for each subpath', async (t) => {
+  const subpaths = Object.keys(pkg.exports).filter((subpath) => subpath !== '.' && subpath !== './package.json')
+  t.same(Object.keys(pkg.typesVersions['*']).sort(), subpaths.map((subpath) => subpath.slice(2)).sort(), 'every subpath is mapped')
+  for (const subpath of subpaths) {
+    const [target] = pkg.typesVersions['*'][subpath.slice(2)]
+    t.equal(target, pkg.exports[subpath].import.types, `${subpath}: the typings of its import condition`)
+  }
+  t.equal(pkg.types, pkg.exports['.'].import.types, 'and the main entry its own')
+})

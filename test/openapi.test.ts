@@ -4,7 +4,9 @@
 import { test } from 'tap'
 import Fastify, { type FastifyInstance, type FastifySchema, type FastifySchemaCompiler } from 'fastify'
 import fastifySwagger from '@fastify/swagger'
+import SwaggerParser from '@apidevtools/swagger-parser'
 import fastifyPrecondition, { ProblemCode, ProblemDetailsSchema, type FastifyPreconditionOptions } from '../lib/index.js'
+import { finishDocument } from '../lib/schema.js'
 
 type Json = Record<string, any> // a generated document, walked by path
 
@@ -67,7 +69,7 @@ test('a guarded write documents its precondition headers and its 412, 428 and 50
     t.equal(media.schema.$ref, '#/components/schemas/PreconditionProblemDetails', `${status} refers to the one shared schema`)
     t.equal(media.example.status, Number(status))
     t.equal(media.example.code, code)
-    t.equal(media.example.instance, '/items/:id')
+    t.equal(media.example.instance, '/items/1', 'the example names a request path, not the route pattern')
   }
   t.same(put.responses['428'].content[PROBLEM].example.required, ['If-Match', 'If-None-Match'])
   t.match(put.responses['428'].description, /none of If-Match or If-None-Match/)
@@ -305,7 +307,7 @@ test('the examples are the bodies the plugin sends, with the app\'s type base an
   const example = put.responses['428'].content[PROBLEM].example
   t.equal(example.type, 'https://example.com/problems/precondition-required')
   t.equal(example.title, 'Vorbedingung erforderlich')
-  const sent = await app.inject({ method: 'PUT', url: '/items/:id' })
+  const sent = await app.inject({ method: 'PUT', url: '/items/1' })
   t.same(example, sent.json(), 'the documented example is the body a request gets')
   t.equal(put.responses['412'].content[PROBLEM].example.type, 'https://example.com/problems/precondition-failed')
 })
@@ -382,4 +384,101 @@ test('TypeBox schemas and routes in prefixed plugins are documented too', async 
   t.ok(put.responses['428'])
   const res = await app.inject({ method: 'PUT', url: '/v1/items/1', headers: { 'x-tenant': 'a', 'if-match': '"v1"' } })
   t.same(res.json(), { id: '1' }, 'the TypeBox response schema still serializes')
+})
+
+/** Validates a document against its specification (Swagger 2.0 or OpenAPI 3) and resolves every $ref. */
+async function valid (doc: Json): Promise<Error | null> {
+  return await SwaggerParser.validate(structuredClone(doc) as never).then(() => null, (error: Error) => error)
+}
+
+async function setUpLikeTheReadme (swaggerOptions: Json, order: 'swagger first' | 'plugin first' = 'plugin first'): Promise<FastifyInstance> {
+  const app = Fastify()
+  if (order === 'swagger first') await app.register(fastifySwagger, swaggerOptions)
+  await app.register(fastifyPrecondition)
+  if (order === 'plugin first') await app.register(fastifySwagger, swaggerOptions)
+  app.get('/items/:id', { schema: { params }, concurrency: { validators } }, async () => ({ ok: true }))
+  app.put('/items/:id', { schema: { params, response: { 200: { type: 'object', properties: { ok: { type: 'boolean' } } } } }, concurrency: { require: 'if-match', validators } }, async () => ({ ok: true }))
+  app.delete('/files/*', { concurrency: { require: 'if-match', validators } }, async () => ({ ok: true }))
+  app.get('/plain', async () => 'ok')
+  await app.ready()
+  return app
+}
+
+test('without a refResolver the shared schema is named PreconditionProblemDetails, and the document is valid', async (t) => {
+  for (const order of ['plugin first', 'swagger first'] as const) {
+    const app = await setUpLikeTheReadme({ openapi: { info: { title: 'test', version: '1.0.0' } } }, order)
+    const doc = app.swagger() as Json
+    t.same(Object.keys(doc.components.schemas), ['PreconditionProblemDetails'], `${order}: no def-0`)
+    const put = operation(doc, '/items/{id}', 'put')
+    t.equal(put.responses['412'].content[PROBLEM].schema.$ref, '#/components/schemas/PreconditionProblemDetails')
+    t.equal(put.responses['428'].content[PROBLEM].example.instance, '/items/1')
+    t.equal(operation(doc, '/files/{*}', 'delete').responses['428'].content[PROBLEM].example.instance, '/files/example')
+    t.notMatch(JSON.stringify(doc), /def-\d/, 'no reference to the generated name is left')
+    t.equal(await valid(doc), null, `${order}: a valid OpenAPI 3 document`)
+    t.equal(app.swagger(), doc, 'the same document on every call')
+    const yaml = app.swagger({ yaml: true }) as string
+    t.same(JSON.parse(yaml), doc, 'the YAML form is the same document (in JSON, which YAML includes)')
+    await app.close()
+  }
+})
+
+test('an app\'s own refResolver and YAML are left as they are', async (t) => {
+  const app = await documentedApp()
+  app.put('/items/:id', { concurrency: { require: 'if-match', validators } }, async () => 'ok')
+  await app.ready()
+  const doc = app.swagger() as Json
+  t.ok(doc.components.schemas.PreconditionProblemDetails)
+  t.equal(await valid(doc), null)
+  t.match(app.swagger({ yaml: true }), /^openapi: 3/, 'swagger\'s own YAML, as nothing needed finishing')
+})
+
+test('Swagger 2.0 mode: a valid document, problems under examples and produces', async (t) => {
+  const app = await setUpLikeTheReadme({ swagger: { info: { title: 'test', version: '1.0.0' } } })
+  const doc = app.swagger() as Json
+  t.equal(doc.swagger, '2.0')
+  t.equal(await valid(doc), null, 'a valid Swagger 2.0 document')
+  t.same(Object.keys(doc.definitions), ['PreconditionProblemDetails'])
+  const put = operation(doc, '/items/{id}', 'put')
+  for (const status of ['412', '428', '503']) {
+    const response = put.responses[status]
+    t.equal(response.schema.$ref, '#/definitions/PreconditionProblemDetails', `${status}: the shared schema`)
+    t.equal(response.examples[PROBLEM].instance, '/items/1', `${status}: its example`)
+    t.notOk(response.schema.content)
+  }
+  t.same(put.produces, ['application/json', PROBLEM], 'the operation says it produces problem documents')
+  t.ok(put.responses['412'].headers.ETag)
+  const get = operation(doc, '/items/{id}', 'get')
+  t.same(get.responses['200'], { description: 'Default Response', headers: get.responses['200'].headers }, 'a route without a response schema keeps a bodiless default')
+  t.notOk(get.produces, 'a read produces no problem')
+  t.same(operation(doc, '/plain', 'get').responses, { 200: { description: 'Default Response' } })
+  const yaml = JSON.parse(app.swagger({ yaml: true }) as string)
+  t.equal(await valid(yaml), null, 'the YAML form is valid too')
+  await app.close()
+})
+
+test('finishing a document: only what it recognises is changed', async (t) => {
+  t.equal(finishDocument({ openapi: '3.0.3', paths: {} }), false, 'no components')
+  const own = { openapi: '3.0.3', components: { schemas: { PreconditionProblemDetails: {}, 'def-0': { title: 'PreconditionProblemDetails' } } } }
+  t.equal(finishDocument(own), false, 'a name the app already uses is not taken over')
+  const other = { openapi: '3.0.3', components: { schemas: { 'def-0': { title: 'Other' } } } }
+  t.equal(finishDocument(other), false, 'another shared schema keeps its name')
+  const both: Json = {
+    openapi: '3.0.3',
+    components: { schemas: { 'def-0': { title: 'Other' }, 'def-1': { title: 'PreconditionProblemDetails' } } },
+    paths: { '/r': { get: { responses: { 200: { $ref: '#/components/schemas/def-0' }, 412: { $ref: '#/components/schemas/def-1' } }, tags: ['a'] } } }
+  }
+  t.equal(finishDocument(both), true)
+  t.same(Object.keys(both.components.schemas), ['def-0', 'PreconditionProblemDetails'], 'renamed in place, the others kept')
+  t.same(both.paths['/r'].get.responses, { 200: { $ref: '#/components/schemas/def-0' }, 412: { $ref: '#/components/schemas/PreconditionProblemDetails' } })
+  const produces = { swagger: '2.0', produces: ['application/xml'], paths: { '/r': { parameters: [], get: { responses: { 200: { schema: { content: { [PROBLEM]: { schema: { type: 'object' } } } } } } } } } }
+  t.equal(finishDocument(produces), true)
+  t.same(produces.paths['/r'].get, { responses: { 200: { schema: { type: 'object' } } }, produces: ['application/xml', PROBLEM] }, 'the document\'s own produces are kept')
+  t.equal(finishDocument({ swagger: '2.0' }), false, 'no paths')
+})
+
+test('an app without @fastify/swagger is left alone', async (t) => {
+  const app = Fastify()
+  await app.register(fastifyPrecondition)
+  await app.ready()
+  t.notOk((app as unknown as Json).swagger)
 })

@@ -1,0 +1,47 @@
+// What an application writes, compiled against the built package under one module setting per
+// folder beside this file (see test/types-consumers.test.ts). Each `@ts-expect-error` is a misuse
+// that must be refused: a type that silently became `any` would let it through and fail the check.
+import Fastify from 'fastify'
+import fastifyPrecondition, {
+  LockTimeoutError, LockUnavailableError, ProblemCode, ProblemDetailsSchema, strongEtag, type ProblemDetails
+} from 'fastify-precondition'
+import { redisLockStore, type RedisLockStoreOptions } from 'fastify-precondition/redis'
+import { conditionalUpdate, PreconditionFailedError, type ConditionalUpdateResult } from 'fastify-precondition/client'
+
+const app = Fastify()
+app.register(fastifyPrecondition, { lockTimeout: 500 })
+app.put('/items/:id', { concurrency: { require: 'if-match', validators: () => ({ etag: strongEtag('{}') }) } }, async () => 'ok')
+// @ts-expect-error require takes the header names the plugin knows
+app.put('/other', { concurrency: { require: 'if-range' } }, async () => 'ok')
+
+const timeout = new LockTimeoutError(10, '/items/1')
+export const timeoutCode: 'FST_PRECONDITION_LOCK_TIMEOUT' = timeout.code
+export const timeoutStatus: 503 = timeout.statusCode
+// @ts-expect-error an error class keeps its own code
+export const wrongCode: 'FST_PRECONDITION_LOCK_UNAVAILABLE' = timeout.code
+// @ts-expect-error an error is not a string
+export const notString: string = new LockUnavailableError('down')
+// @ts-expect-error errors have no such method
+new LockUnavailableError('down').retry()
+export const lost: Error = new LockTimeoutError(10, '/items/1')
+export const failedCode: 'FST_PRECONDITION_FAILED' = ProblemCode.PRECONDITION_FAILED
+export const etagMember: unknown = ProblemDetailsSchema.properties.etag
+// @ts-expect-error status is a number
+export const problem: ProblemDetails = { type: 'about:blank', title: 't', status: '412', detail: 'd', instance: '/', code: 'c' }
+
+export function store (client: RedisLockStoreOptions['client']) {
+  return redisLockStore({ client, ttl: 5000 })
+}
+// @ts-expect-error the client must be an ioredis client
+redisLockStore({ client: 42 })
+
+export async function update (): Promise<ConditionalUpdateResult<{ count: number }>> {
+  try {
+    return await conditionalUpdate<{ count: number }>('http://127.0.0.1/items/1', (item) => ({ count: item.count + 1 }))
+  } catch (error) {
+    if (error instanceof PreconditionFailedError) console.log(error.problem?.etag)
+    throw error
+  }
+}
+// @ts-expect-error maxAttempts is a number
+conditionalUpdate('http://127.0.0.1/items/1', (item) => item, { maxAttempts: 'many' })
