@@ -125,6 +125,8 @@ export class WriteGate {
       return undefined
     }
     this.state = GateState.CHECKING
+    // Set before the validators run, so they can read the fence the write will be checked against.
+    ;(this.request as GatedRequest).lock = { key: this.key, token: lease.token, signal: signal ?? neverAborted }
     const validators = this.gate.validators
     if (validators === null) return this.enter()
     let current
@@ -185,8 +187,6 @@ export class WriteGate {
       return this.reply
     }
     this.state = GateState.RUNNING
-    const request = this.request as GatedRequest
-    request.lock = { key: this.key, token: lease.token, signal: lease.signal ?? neverAborted }
     let result
     try {
       result = this.gate.handler.call(this.instance, this.request, this.reply)

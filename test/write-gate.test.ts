@@ -294,3 +294,21 @@ test('a route that reads and writes: reads are checked in the stage hook, writes
   t.equal(held, 1, 'the write held the lock')
   t.equal(reads, 3, 'the write read its validators once before and once after, not in the stage hook too')
 })
+
+test('validators of a locked write see request.lock, reads and unlocked writes see null', async (t) => {
+  const app = Fastify()
+  await app.register(fastifyPrecondition)
+  const seen: Array<[string, number | null]> = []
+  const validators = (request: FastifyRequest) => {
+    seen.push([request.method, request.lock === null ? null : request.lock.token])
+    return { etag: '"1"' }
+  }
+  app.route({ method: ['GET', 'PUT'], url: '/x', concurrency: { validators }, handler: async () => 'ok' })
+  app.patch('/x', { concurrency: { validators, lock: false } }, async () => 'ok')
+  await app.inject({ url: '/x' })
+  await app.inject({ method: 'PUT', url: '/x', headers: { 'if-match': '"1"' } })
+  await app.inject({ method: 'PATCH', url: '/x', headers: { 'if-match': '"1"' } })
+  t.same(seen.map(([method, token]) => [method, token === null ? null : typeof token]), [
+    ['GET', null], ['PUT', 'number'], ['PUT', 'number'], ['PATCH', null], ['PATCH', null]
+  ], 'the write read its validators before and after the handler, both under its lock')
+})
