@@ -9,7 +9,7 @@ import { test, type Test } from 'tap'
 import { RedisIdempotencyStore, redisIdempotencyStore } from '../lib/idempotency/redis.js'
 import type { StoredResponse } from '../lib/idempotency/store.js'
 import { send, sleep } from './helpers/http.js'
-import { hasRedisServer, REDIS_MISSING, RedisServer } from './helpers/redis-server.js'
+import { hasRedisServer, REDIS_MISSING, startRedis } from './helpers/redis-server.js'
 
 const skip = hasRedisServer() ? false : REDIS_MISSING
 if (skip !== false) console.log(`# ${skip}`)
@@ -40,13 +40,7 @@ async function startInstance (t: Test, env: Record<string, string>): Promise<Ins
 }
 
 test('redis idempotency store', { skip }, async (t) => {
-  const server = new RedisServer()
-  await server.start()
-  const redis = new Redis({ port: server.port, host: '127.0.0.1' })
-  t.teardown(async () => {
-    redis.disconnect()
-    await server.stop()
-  })
+  const { server, redis } = await startRedis(t, Redis)
 
   t.test('options are checked when the store is made', async (t) => {
     const rows: Array<[string, unknown, RegExp]> = [

@@ -7,7 +7,7 @@ import fc from 'fast-check'
 import { connect } from 'node:net'
 import { test } from 'tap'
 import fastifyPrecondition, { MemoryLockStore } from '../lib/index.js'
-import { sleep } from './helpers/http.js'
+import { sleep, watchRejections } from './helpers/http.js'
 
 // Header field bytes a client can put on the wire: visible ASCII, space, tab and obs-text.
 const fieldByte = fc.oneof(
@@ -87,10 +87,7 @@ function rawRequest (port: number, spec: {
 }
 
 test('random headers, validators, delays and departures over HTTP: no stray 5xx, no crash, one writer at a time, no lock left', async (t) => {
-  const rejections: unknown[] = []
-  const onRejection = (reason: unknown) => { rejections.push(reason) }
-  process.on('unhandledRejection', onRejection)
-  t.teardown(() => { process.off('unhandledRejection', onRejection) })
+  const rejections = watchRejections(t)
 
   const app = Fastify()
   const store = new MemoryLockStore()

@@ -20,7 +20,7 @@ import { fileURLToPath } from 'node:url'
 import { Redis } from 'ioredis'
 import { test, type Test } from 'tap'
 import { send, sleep, type HttpResponse } from './helpers/http.js'
-import { hasRedisServer, REDIS_MISSING, RedisServer } from './helpers/redis-server.js'
+import { hasRedisServer, REDIS_MISSING, RedisServer, startRedis } from './helpers/redis-server.js'
 
 const skip = hasRedisServer() ? false : REDIS_MISSING
 if (skip !== false) console.log(`# ${skip}`)
@@ -306,13 +306,7 @@ async function fencedApp (t: Test, redis: Redis, ttl: number) {
 const writeId = (logs: any[]) => logs.filter((line) => line.msg === 'incoming request' && line.req.method === 'PUT' && line.req.url === '/counters/held').at(-1)?.reqId
 
 test('a lease deleted under a running write, through the plugin and a real Redis', { skip }, async (t) => {
-  const server = new RedisServer()
-  await server.start()
-  const redis = new Redis({ port: server.port, host: '127.0.0.1' })
-  t.teardown(async () => {
-    redis.disconnect()
-    await server.stop()
-  })
+  const { server, redis } = await startRedis(t, Redis)
 
   t.test('found by the next renewal: the handler sees the signal aborted within one renewal interval, and writes nothing', async (t) => {
     const ttl = 1500 // renewed every 500 ms

@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url'
 import { Redis } from 'ioredis'
 import { test, type Test } from 'tap'
 import { incrementAll } from './helpers/counter.js'
-import { hasRedisServer, REDIS_MISSING, RedisServer } from './helpers/redis-server.js'
+import { hasRedisServer, REDIS_MISSING, startRedis } from './helpers/redis-server.js'
 
 const skip = hasRedisServer() ? false : REDIS_MISSING
 if (skip !== false) console.log(`# ${skip}`)
@@ -39,13 +39,7 @@ async function startInstances (t: Test, redisPort: number, count: number): Promi
 }
 
 test('three processes sharing Redis', { skip }, async (t) => {
-  const server = new RedisServer()
-  await server.start()
-  const redis = new Redis({ port: server.port, host: '127.0.0.1' })
-  t.teardown(async () => {
-    redis.disconnect()
-    await server.stop()
-  })
+  const { server, redis } = await startRedis(t, Redis)
 
   const ports = await startInstances(t, server.port, 3)
 

@@ -6,7 +6,7 @@ import { fileURLToPath } from 'node:url'
 import { Redis } from 'ioredis'
 import { test, type Test } from 'tap'
 import { redisLockStore } from '../lib/locks/redis.js'
-import { hasRedisServer, REDIS_MISSING, RedisServer } from './helpers/redis-server.js'
+import { hasRedisServer, REDIS_MISSING, startRedis } from './helpers/redis-server.js'
 
 const skip = hasRedisServer() ? false : REDIS_MISSING
 if (skip !== false) console.log(`# ${skip}`)
@@ -51,13 +51,7 @@ function startLocker (t: Test, env: Record<string, string>): Locker {
 }
 
 test('the Redis lock store shared by separate processes', { skip }, async (t) => {
-  const server = new RedisServer()
-  await server.start()
-  const redis = new Redis({ port: server.port, host: '127.0.0.1' })
-  t.teardown(async () => {
-    redis.disconnect()
-    await server.stop()
-  })
+  const { server, redis } = await startRedis(t, Redis)
   const base = { REDIS_PORT: String(server.port) }
 
   t.test('fencing tokens strictly increase per key across two processes taking it concurrently', async (t) => {

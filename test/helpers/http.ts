@@ -66,3 +66,12 @@ export function closed (socket: Socket): Promise<void> {
 }
 
 export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
+
+/** The unhandled rejections seen until the test ends (the array fills as they happen). */
+export function watchRejections (t: { teardown: (fn: () => void) => void }): unknown[] {
+  const rejections: unknown[] = []
+  const onRejection = (reason: unknown): void => { rejections.push(reason) }
+  process.on('unhandledRejection', onRejection)
+  t.teardown(() => { process.off('unhandledRejection', onRejection) })
+  return rejections
+}

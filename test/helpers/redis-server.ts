@@ -87,3 +87,21 @@ export class RedisServer {
     return this.child !== null
   }
 }
+
+/**
+ * A fresh redis-server and an ioredis client to it, both gone when the test ends. `Client` is the
+ * ioredis class (passed in, so this helper imports no client itself).
+ */
+export async function startRedis<C extends { disconnect: () => void }> (
+  t: { teardown: (fn: () => Promise<void>) => void },
+  Client: new (options: { port: number, host: string }) => C
+): Promise<{ server: RedisServer, redis: C }> {
+  const server = new RedisServer()
+  await server.start()
+  const redis = new Client({ port: server.port, host: '127.0.0.1' })
+  t.teardown(async () => {
+    redis.disconnect()
+    await server.stop()
+  })
+  return { server, redis }
+}

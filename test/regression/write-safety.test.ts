@@ -5,7 +5,7 @@ import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest, 
 import { connect as http2Connect, constants as h2, type ClientHttp2Session } from 'node:http2'
 import { test, type Test } from 'tap'
 import fastifyPrecondition, { MemoryLockStore } from '../../lib/index.js'
-import { partialRequest, send, sleep } from '../helpers/http.js'
+import { partialRequest, send, sleep, watchRejections } from '../helpers/http.js'
 
 interface Resource {
   version: number
@@ -212,10 +212,7 @@ test('HTTP/2: a stream reset at each step of a write leaves no lock held and run
 })
 
 test('validators that return values no header can carry: 500 naming the route, never a crash or a bad header', async (t) => {
-  const rejections: unknown[] = []
-  const onRejection = (reason: unknown) => { rejections.push(reason) }
-  process.on('unhandledRejection', onRejection)
-  t.teardown(() => { process.off('unhandledRejection', onRejection) })
+  const rejections = watchRejections(t)
   const app = Fastify()
   await app.register(fastifyPrecondition)
   let result: unknown = null
@@ -273,10 +270,7 @@ test('validators that return values no header can carry: 500 naming the route, n
 })
 
 test('a handler that sets an invalid header, with async validators after the write: a 500, not a crash', async (t) => {
-  const rejections: unknown[] = []
-  const onRejection = (reason: unknown) => { rejections.push(reason) }
-  process.on('unhandledRejection', onRejection)
-  t.teardown(() => { process.off('unhandledRejection', onRejection) })
+  const rejections = watchRejections(t)
   const app = Fastify()
   await app.register(fastifyPrecondition)
   app.put('/w', { concurrency: { validators: async () => ({ etag: '"a"' }) } }, async (_request, reply) => {
