@@ -24,6 +24,24 @@ Item 1 is seeded; its ETag now is ${tag}. Try:
   # 412 Precondition Failed: a stale tag; the body carries the current one
   curl -i -X PUT ${url} -H 'Content-Type: application/json' -H 'If-Match: "stale"' -d '{"name":"stale"}'
 
+  # 400: an order without an Idempotency-Key, which this route requires
+  curl -i -X POST ${origin}/orders -H 'Content-Type: application/json' -d '{"item":"tea"}'
+
+  # 201 Created: an order with a key (in practice a new UUID for each change)
+  curl -i -X POST ${origin}/orders -H 'Content-Type: application/json' -H 'Idempotency-Key: "order-1"' -d '{"item":"tea"}'
+
+  # 201 again, with Idempotent-Replayed: true: a resend with the same key is answered as the first time; no second order
+  curl -i -X POST ${origin}/orders -H 'Content-Type: application/json' -H 'Idempotency-Key: "order-1"' -d '{"item":"tea"}'
+
+  # 422 Unprocessable Content: the same key with another body
+  curl -i -X POST ${origin}/orders -H 'Content-Type: application/json' -H 'Idempotency-Key: "order-1"' -d '{"item":"coffee"}'
+
+  # 201 Created: item 2, created only if absent (If-None-Match: *), with a key: both policies on one PUT
+  curl -i -X PUT ${origin}/items/2 -H 'Content-Type: application/json' -H 'If-None-Match: *' -H 'Idempotency-Key: "create-2"' -d '{"name":"second item"}'
+
+  # 201 again, with Idempotent-Replayed: true: the resent create is not refused with 412, though item 2 exists now
+  curl -i -X PUT ${origin}/items/2 -H 'Content-Type: application/json' -H 'If-None-Match: *' -H 'Idempotency-Key: "create-2"' -d '{"name":"second item"}'
+
   # 200: a conditional update with the current tag (run it twice: the second is a 412)
   curl -i -X PUT ${url} -H 'Content-Type: application/json' -H 'If-Match: ${tag}' -d '{"name":"updated"}'
 `)

@@ -9,7 +9,7 @@ export async function buildApp (options = {}) {
   const app = Fastify({ logger: options.logger ?? false })
   await app.register(fastifyPrecondition, options.precondition)
   // The OpenAPI document at /docs/json, Swagger UI at /docs: the plugin adds each route's
-  // precondition headers and its 304/412/428/503 answers. Registered before the routes, so it
+  // precondition and Idempotency-Key headers and its 304/400/409/412/422/428/503 answers. Registered before the routes, so it
   // sees them. The problem schema is #/components/schemas/PreconditionProblemDetails.
   await app.register(fastifySwagger, {
     openapi: { info: { title: 'fastify-precondition example API', version: '1.0.0' } }
@@ -40,10 +40,13 @@ export async function buildApp (options = {}) {
     return reply.type('application/json').send(item.body)
   })
 
-  // PUT replaces, and also creates: with If-None-Match: * it only creates.
+  // PUT replaces, and also creates: with If-None-Match: * it only creates. Both policies: a write
+  // based on a stale read is refused (412), and a write resent with the same Idempotency-Key,
+  // because its answer was lost, is answered as the first time instead of being refused or
+  // applied twice.
   app.put('/items/:id', {
     schema: { params, body: { ...itemSchema, required: ['name'] } },
-    concurrency: { require: ['if-match', 'if-none-match'], validators }
+    concurrency: { require: ['if-match', 'if-none-match'], validators, idempotency: true }
   }, async (request, reply) => {
     const created = !items.has(request.params.id)
     store(request.params.id, request.body)
@@ -66,6 +69,31 @@ export async function buildApp (options = {}) {
   }, async (request, reply) => {
     if (!items.delete(request.params.id)) return reply.code(404).send({ message: 'no such item' })
     return reply.code(204).send()
+  })
+
+  // A POST creates something new each time it runs, and has no precondition to stop a resend:
+  // it requires an Idempotency-Key, so an order whose answer was lost is placed once.
+  const orders = new Map()
+  const orderSchema = {
+    type: 'object',
+    properties: { item: { type: 'string' }, quantity: { type: 'integer', minimum: 1 } },
+    required: ['item'],
+    additionalProperties: false
+  }
+  app.post('/orders', {
+    schema: { body: orderSchema },
+    concurrency: { idempotency: { required: true } }
+  }, async (request, reply) => {
+    const id = String(orders.size + 1)
+    const order = { id, quantity: 1, ...request.body }
+    orders.set(id, order)
+    return reply.code(201).header('location', `/orders/${id}`).send(order)
+  })
+
+  app.get('/orders/:id', { schema: { params } }, async (request, reply) => {
+    const order = orders.get(request.params.id)
+    if (order === undefined) return reply.code(404).send({ message: 'no such order' })
+    return order
   })
 
   return app

@@ -1,5 +1,6 @@
 // Documents a route's policy in its schema, so @fastify/swagger shows the precondition headers,
-// the 304/412/428/503 answers and the validators' response headers.
+// the 304/412/428/503 answers and the validators' response headers, and for Idempotency-Key the
+// header, its 400/409/422 answers and Idempotent-Replayed.
 //
 // Documentation only. Fastify compiles the schema a route holds once its onRoute hooks have run
 // (it keeps that object in the route's context), while @fastify/swagger reads the route options
@@ -13,8 +14,9 @@ import type { FastifyInstance, FastifyReply, RouteOptions } from 'fastify'
 import { ProblemCode } from './errors.js'
 import { strongEtag } from './etag.js'
 import { Outcome } from './evaluate.js'
+import type { IdempotencyPolicy } from './idempotency/policy.js'
 import { isSafe, type Policy, type RequirableHeader } from './policy.js'
-import { canonicalHeaderName, ProblemDetailsSchema, type ProblemDetails, type ProblemWriter } from './problem.js'
+import { canonicalHeaderName, ProblemDetailsSchema, type IdempotencyProblemCode, type ProblemDetails, type ProblemWriter } from './problem.js'
 
 type Schema = Record<string, unknown>
 
@@ -168,6 +170,10 @@ function documentedSchema (declared: Schema, routeOptions: RouteOptions, policy:
       headers.push(['If-None-Match', { type: 'string', description: 'Optional on GET and HEAD: ETags of representations you already hold. When one is still current the answer is 304 Not Modified, without a body.' }, false])
     }
   }
+  const idempotency = writes ? policy.idempotency : null
+  if (idempotency !== null) {
+    headers.push(['Idempotency-Key', { type: 'string', description: idempotencyKeyDescription(idempotency, writesNote) }, idempotency.required && onlyWrites])
+  }
   if (headers.length > 0) {
     const merged = withHeaders(schema.headers, headers)
     if (merged !== null) schema.headers = merged
@@ -176,16 +182,21 @@ function documentedSchema (declared: Schema, routeOptions: RouteOptions, policy:
   const declaredResponse = schema.response
   if (declaredResponse !== undefined && !isPlainObject(declaredResponse)) return schema
   const response: Schema = { ...declaredResponse }
-  const validatorHeaders = policy.validators === null ? null : responseValidatorHeaders(reads, writes)
+  const successHeaders = policy.validators === null && idempotency === null
+    ? null
+    : {
+        ...(policy.validators === null ? undefined : responseValidatorHeaders(reads, writes)),
+        ...(idempotency === null ? undefined : { 'Idempotent-Replayed': { type: 'string', description: `"true"${writesNote} when this is the stored answer to an earlier request with the same Idempotency-Key, sent again without running the request again; absent otherwise` } })
+      }
   if (declaredResponse === undefined) {
     // What @fastify/swagger shows for a route that declares no response, kept beside ours; the
     // body is whatever the handler sends.
     response['200'] = { description: 'Default Response', content: { '*/*': { schema: {} } } }
-    if (validatorHeaders !== null) (response['200'] as Schema).headers = validatorHeaders
-  } else if (validatorHeaders !== null) {
+    if (successHeaders !== null) (response['200'] as Schema).headers = successHeaders
+  } else if (successHeaders !== null) {
     for (const [status, entry] of Object.entries(response)) {
       if (STATUS_2XX.test(status) && isPlainObject(entry)) {
-        response[status] = { ...entry, headers: { ...validatorHeaders, ...(entry.headers as Schema | undefined) } }
+        response[status] = { ...entry, headers: { ...successHeaders, ...(entry.headers as Schema | undefined) } }
       }
     }
   }
@@ -214,13 +225,35 @@ function documentedSchema (declared: Schema, routeOptions: RouteOptions, policy:
       `Precondition Required${writesNote}: the request carried none of ${orList(required.map(canonicalHeaderName))}; the required member lists them.`,
       missing)
   }
+  if (idempotency !== null) {
+    const keyProblem = (code: IdempotencyProblemCode) => capture((reply) => problems.sendIdempotencyProblem(reply, code, path))
+    response['400'] ??= problem(
+      `Bad Request${writesNote}: the Idempotency-Key is ${idempotency.required ? 'missing or ' : ''}malformed; the code member says which. ` +
+      'Nothing was run. (A request the route\'s own schema refuses is answered 400 too, in Fastify\'s error format.)',
+      keyProblem(idempotency.required ? ProblemCode.IDEMPOTENCY_KEY_MISSING : ProblemCode.IDEMPOTENCY_KEY_INVALID))
+    response['409'] ??= problem(
+      `Conflict${writesNote}: the first request with this Idempotency-Key is still being processed. ` +
+      'Retry after the Retry-After delay with the same key to receive its answer.',
+      keyProblem(ProblemCode.IDEMPOTENCY_KEY_IN_USE),
+      retryAfterHeader())
+    response['422'] ??= problem(
+      `Unprocessable Content${writesNote}: this Idempotency-Key was already used for another request (another method, path or body). ` +
+      'Nothing was run; send a new key for a new change.',
+      keyProblem(ProblemCode.IDEMPOTENCY_KEY_MISMATCH))
+  }
   if (policy.lock && writes) {
     const busy = capture((reply) => problems.sendLockProblem(reply, ProblemCode.LOCK_TIMEOUT, path))
     response['503'] ??= problem(
-      `Service Unavailable${writesNote}: another write to this resource held it too long, or the lock store could not be reached. ` +
-      'Nothing was written; retry after the Retry-After delay.',
+      `Service Unavailable${writesNote}: another write to this resource held it too long, or the lock store could not be reached` +
+      (idempotency === null ? '' : ', or the idempotency store') + '. Nothing was written; retry after the Retry-After delay.',
       busy,
-      { 'Retry-After': { type: 'integer', description: 'Seconds to wait before retrying' } })
+      retryAfterHeader())
+  } else if (idempotency !== null) {
+    const down = capture((reply) => problems.sendIdempotencyProblem(reply, ProblemCode.IDEMPOTENCY_UNAVAILABLE, path))
+    response['503'] ??= problem(
+      `Service Unavailable${writesNote}: the idempotency store could not be reached. Nothing was run; retry after the Retry-After delay with the same Idempotency-Key.`,
+      down,
+      retryAfterHeader())
   }
   schema.response = response
   return schema
@@ -244,6 +277,21 @@ function requiredDescription (name: RequirableHeader, required: RequirableHeader
     default:
       return `${need} Send * to create the resource only if it does not exist yet; when it exists, the answer is 412.`
   }
+}
+
+function idempotencyKeyDescription (idempotency: IdempotencyPolicy, writesNote: string): string {
+  const need = idempotency.required ? `Required${writesNote}: without it the request is answered 400.` : `Optional${writesNote}.`
+  return `${need} A key of your own for this change, unique to it (a UUID, say): 1 to 255 visible ASCII characters, ` +
+    'as a quoted string ("…") or a bare token. Send the same key when you retry the same change, after a lost answer or a timeout. ' +
+    `The first request with a key runs, and its answer is kept for ${duration(idempotency.ttl)}; a retry with the same key and the same ` +
+    'request (method, path and body) gets that answer again, with Idempotent-Replayed: true, and does not run again. ' +
+    'The same key while its first request still runs: 409; with another request: 422.'
+}
+
+/** Milliseconds in words: "24 hours", "10 minutes", "1.5 seconds". */
+function duration (ms: number): string {
+  const [amount, unit] = ms % 3600_000 === 0 ? [ms / 3600_000, 'hour'] : ms % 60_000 === 0 ? [ms / 60_000, 'minute'] : [ms / 1000, 'second']
+  return `${amount} ${unit}${amount === 1 ? '' : 's'}`
 }
 
 function orList (names: string[]): string {
@@ -277,6 +325,10 @@ function withHeaders (declared: unknown, headers: Array<[string, Schema, boolean
   base.properties = properties
   if (requiredList.length > 0) base.required = requiredList
   return base
+}
+
+function retryAfterHeader (): Schema {
+  return { 'Retry-After': { type: 'integer', description: 'Seconds to wait before retrying' } }
 }
 
 function problem (description: string, example: ProblemDetails, headers?: Schema): Schema {

@@ -296,6 +296,101 @@ test('routes without validators or without require document only what applies', 
   t.same(operation(doc, '/plain', 'get').responses, { 200: { description: 'Default Response' } }, 'routes without a policy are untouched')
 })
 
+test('Idempotency-Key: the header, the 400, 409 and 422 problems, and Idempotent-Replayed on 2xx', async (t) => {
+  const app = await documentedApp({ retryAfter: 2 })
+  app.post('/orders', { concurrency: { idempotency: { required: true, ttl: 600 } } }, async () => ({ ok: true }))
+  app.put('/items/:id', {
+    schema: { params, response: { 200: { type: 'object' }, 201: { type: 'object' }, 404: { type: 'object' } } },
+    concurrency: { require: 'if-match', validators, idempotency: true }
+  }, async () => ({ ok: true }))
+  app.route({ method: ['GET', 'PATCH'], url: '/things/:id', concurrency: { idempotency: { required: true, ttl: 1.5 } }, handler: async () => ({ ok: true }) })
+  app.get('/read', { concurrency: { idempotency: { required: true } } }, async () => ({ ok: true }))
+  app.delete('/orders/:id', { concurrency: { idempotency: { ttl: 3600 } } }, async () => ({ ok: true }))
+  await app.ready()
+  const doc = app.swagger() as Json
+  t.match(header(operation(doc, '/orders/{id}', 'delete'), 'Idempotency-Key')?.description, /kept for 1 hour;/)
+
+  const post = operation(doc, '/orders', 'post')
+  const key = header(post, 'Idempotency-Key') as Json
+  t.equal(key.required, true, 'required: true makes the header required')
+  t.match(key.description, /^Required: without it the request is answered 400\. A key of your own for this change/)
+  t.match(key.description, /1 to 255 visible ASCII characters, as a quoted string \("…"\) or a bare token/, 'the format')
+  t.match(key.description, /Send the same key when you retry the same change/, 'the semantics')
+  t.match(key.description, /kept for 10 minutes/, 'the route\'s ttl')
+  t.match(key.description, /Idempotent-Replayed: true/)
+  const codes: Record<string, string> = {
+    400: ProblemCode.IDEMPOTENCY_KEY_MISSING,
+    409: ProblemCode.IDEMPOTENCY_KEY_IN_USE,
+    422: ProblemCode.IDEMPOTENCY_KEY_MISMATCH,
+    503: ProblemCode.IDEMPOTENCY_UNAVAILABLE
+  }
+  for (const [status, code] of Object.entries(codes)) {
+    const media = post.responses[status]?.content[PROBLEM]
+    t.ok(media, `${status} is application/problem+json`)
+    t.equal(media.schema.$ref, '#/components/schemas/PreconditionProblemDetails', `${status} refers to the shared schema`)
+    t.equal(media.example.status, Number(status))
+    t.equal(media.example.code, code)
+    t.equal(media.example.instance, '/orders')
+  }
+  t.ok(post.responses['409'].headers['Retry-After'], '409 says when to retry')
+  t.ok(post.responses['503'].headers['Retry-After'])
+  t.match(post.responses['400'].description, /^Bad Request: the Idempotency-Key is missing or malformed/)
+  t.match(post.responses['409'].description, /still being processed/)
+  t.match(post.responses['422'].description, /already used for another request/)
+  t.same(Object.keys(post.responses['200'].headers), ['Idempotent-Replayed'], 'no validators: only the replay header')
+  t.match(post.responses['200'].headers['Idempotent-Replayed'].description, /stored answer to an earlier request with the same Idempotency-Key/)
+  t.notOk(post.responses['412'])
+  t.notOk(post.responses['428'])
+  const missing = await app.inject({ method: 'POST', url: '/orders' })
+  t.same(post.responses['400'].content[PROBLEM].example, missing.json(), 'the documented 400 is the body a request gets')
+
+  const put = operation(doc, '/items/{id}', 'put')
+  t.equal(header(put, 'Idempotency-Key')?.required, false, 'idempotency: true accepts a key without requiring one')
+  t.match(header(put, 'Idempotency-Key')?.description, /^Optional\. .*kept for 24 hours/)
+  t.equal(header(put, 'If-Match')?.required, true, 'beside the precondition header')
+  t.equal(put.responses['400'].content[PROBLEM].example.code, ProblemCode.IDEMPOTENCY_KEY_INVALID, 'an optional key can only be malformed')
+  t.match(put.responses['400'].description, /^Bad Request: the Idempotency-Key is malformed/)
+  for (const status of ['200', '201']) {
+    t.same(Object.keys(put.responses[status].headers), ['ETag', 'Last-Modified', 'Idempotent-Replayed'], `${status}: the validators and the replay header`)
+  }
+  t.notOk(put.responses['404'].headers)
+  t.equal(put.responses['503'].content[PROBLEM].example.code, ProblemCode.LOCK_TIMEOUT, 'the lock\'s 503 is the example')
+  t.match(put.responses['503'].description, /or the lock store could not be reached, or the idempotency store\./, 'and the description names both stores')
+  t.ok(put.responses['412'] && put.responses['428'])
+
+  for (const method of ['get', 'patch']) {
+    const op = operation(doc, '/things/{id}', method)
+    const shared = header(op, 'Idempotency-Key') as Json
+    t.equal(shared.required, false, `${method}: not required, as GET never requires it`)
+    t.match(shared.description, /^Required \(on PATCH\): without it the request is answered 400\..*kept for 1\.5 seconds/)
+    t.match(op.responses['409'].description, /^Conflict \(on PATCH\)/)
+  }
+
+  const read = operation(doc, '/read', 'get')
+  t.notOk(read.parameters, 'a read never carries a key')
+  t.same(Object.keys(read.responses), ['200'])
+  t.notOk(read.responses['200'].headers)
+})
+
+test('Idempotency-Key: what the route documents itself wins', async (t) => {
+  const app = await documentedApp()
+  app.post('/orders', {
+    schema: {
+      headers: { type: 'object', properties: { 'idempotency-key': { type: 'string', format: 'uuid', description: 'mine' } } },
+      response: { 201: { type: 'object', headers: { 'Idempotent-Replayed': { type: 'string', description: 'own' } } }, 422: { description: 'Own 422', type: 'object' } }
+    },
+    concurrency: { idempotency: { required: true, ttl: 90 } }
+  }, async () => ({ ok: true }))
+  await app.ready()
+  const post = operation(app.swagger() as Json, '/orders', 'post')
+  const keys = post.parameters.filter((p: Json) => p.in === 'header' && p.name.toLowerCase() === 'idempotency-key')
+  t.equal(keys.length, 1)
+  t.equal(keys[0].description, 'mine')
+  t.equal(post.responses['201'].headers['Idempotent-Replayed'].description, 'own')
+  t.equal(post.responses['422'].description, 'Own 422')
+  t.ok(post.responses['409'])
+})
+
 test('the examples are the bodies the plugin sends, with the app\'s type base and texts', async (t) => {
   const app = await documentedApp({
     problemTypeBase: 'https://example.com/problems/',
@@ -399,6 +494,8 @@ async function setUpLikeTheReadme (swaggerOptions: Json, order: 'swagger first' 
   app.get('/items/:id', { schema: { params }, concurrency: { validators } }, async () => ({ ok: true }))
   app.put('/items/:id', { schema: { params, response: { 200: { type: 'object', properties: { ok: { type: 'boolean' } } } } }, concurrency: { require: 'if-match', validators } }, async () => ({ ok: true }))
   app.delete('/files/*', { concurrency: { require: 'if-match', validators } }, async () => ({ ok: true }))
+  app.post('/orders', { schema: { response: { 201: { type: 'object', properties: { id: { type: 'integer' } } } } }, concurrency: { idempotency: { required: true } } }, async () => ({ id: 1 }))
+  app.patch('/items/:id', { schema: { params }, concurrency: { require: 'if-match', validators, idempotency: true } }, async () => ({ ok: true }))
   app.get('/plain', async () => 'ok')
   await app.ready()
   return app
@@ -446,6 +543,18 @@ test('Swagger 2.0 mode: a valid document, problems under examples and produces',
     t.notOk(response.schema.content)
   }
   t.same(put.produces, ['application/json', PROBLEM], 'the operation says it produces problem documents')
+  const post = operation(doc, '/orders', 'post')
+  t.equal(header(post, 'Idempotency-Key')?.required, true, 'Idempotency-Key: a required header parameter')
+  t.equal(header(post, 'Idempotency-Key')?.type, 'string')
+  for (const status of ['400', '409', '422', '503']) {
+    t.equal(post.responses[status].schema.$ref, '#/definitions/PreconditionProblemDetails', `${status}: the shared schema`)
+    t.equal(post.responses[status].examples[PROBLEM].instance, '/orders', `${status}: its example`)
+  }
+  t.same(post.responses['409'].headers['Retry-After'], { type: 'integer', description: 'Seconds to wait before retrying' })
+  t.equal(post.responses['201'].headers['Idempotent-Replayed'].type, 'string')
+  t.same(post.produces, ['application/json', PROBLEM])
+  const patch = operation(doc, '/items/{id}', 'patch')
+  t.same(Object.keys(patch.responses).sort(), ['200', '400', '409', '412', '422', '428', '503'], 'both policies on one route')
   t.ok(put.responses['412'].headers.ETag)
   const get = operation(doc, '/items/{id}', 'get')
   t.same(get.responses['200'], { description: 'Default Response', headers: get.responses['200'].headers }, 'a route without a response schema keeps a bodiless default')

@@ -6,7 +6,9 @@ import fastifyPrecondition, {
   LockTimeoutError, LockUnavailableError, ProblemCode, ProblemDetailsSchema, strongEtag, type ProblemDetails
 } from 'fastify-precondition'
 import { redisLockStore, type RedisLockStoreOptions } from 'fastify-precondition/redis'
-import { conditionalUpdate, PreconditionFailedError, type ConditionalUpdateResult } from 'fastify-precondition/client'
+import {
+  conditionalUpdate, idempotentWrite, OutcomeUnknownError, PreconditionFailedError, type ConditionalUpdateResult, type WriteResult
+} from 'fastify-precondition/client'
 
 const app = Fastify()
 app.register(fastifyPrecondition, { lockTimeout: 500 })
@@ -45,3 +47,17 @@ export async function update (): Promise<ConditionalUpdateResult<{ count: number
 }
 // @ts-expect-error maxAttempts is a number
 conditionalUpdate('http://127.0.0.1/items/1', (item) => item, { maxAttempts: 'many' })
+
+export async function order (): Promise<WriteResult<{ id: number }>> {
+  try {
+    return await idempotentWrite<{ id: number }>('http://127.0.0.1/orders', { item: 'tea' }, { maxResends: 2, timeout: 5000 })
+  } catch (error) {
+    // The change may or may not have been applied: the same write with the same key settles it.
+    if (error instanceof OutcomeUnknownError && error.idempotencyKey !== null) {
+      return await idempotentWrite(error.url, error.body, { method: error.method, headers: error.headers, idempotencyKey: error.idempotencyKey })
+    }
+    throw error
+  }
+}
+// @ts-expect-error idempotencyKey is a string, or false for none
+idempotentWrite('http://127.0.0.1/orders', {}, { idempotencyKey: true })
