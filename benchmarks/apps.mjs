@@ -2,7 +2,7 @@
 // process (server.mjs) runs exactly one of them. Every Fastify app has the logger off and the
 // same route handlers, so a pair differs only in what the scenario measures.
 import Fastify from 'fastify'
-import fastifyPrecondition, { MemoryLockStore, strongEtag } from 'fastify-precondition'
+import fastifyPrecondition, { MemoryIdempotencyStore, MemoryLockStore, strongEtag } from 'fastify-precondition'
 import { representation } from './payloads.mjs'
 
 // A bounded set of resources: the load generator spreads writes over these keys.
@@ -26,6 +26,29 @@ const putSchema = {
 const versions = new Map()
 for (let i = 0; i < KEYS; i++) versions.set(String(i), { etag: '"v1"' })
 const putValidators = (request) => versions.get(request.params.id) ?? null
+
+// The handler every POST runs, with and without the plugin: a new order, answered 201. It keeps
+// nothing, so what a server holds after a run is the plugin's or Fastify's.
+let orders = 0
+async function postHandler (request, reply) {
+  reply.code(201)
+  return { id: String(++orders), name: request.body.name, saved: true }
+}
+const postSchema = { body: putSchema.body }
+
+async function bareApp () {
+  const app = Fastify({ logger: false })
+  app.post('/orders', { schema: postSchema }, postHandler)
+  return app
+}
+
+/** POST /orders with an Idempotency-Key policy and nothing else: no validators, so no lock. */
+async function pluginPost (pluginOptions, idempotency = true) {
+  const app = Fastify({ logger: false })
+  await app.register(fastifyPrecondition, pluginOptions)
+  app.post('/orders', { schema: postSchema, concurrency: { idempotency } }, postHandler)
+  return app
+}
 
 function listenFastify (app) {
   return {
@@ -113,6 +136,33 @@ export const builders = {
 
   async 'plugin-put-prehandler' () {
     return listenFastify(await pluginPut({ stage: 'preHandler' }))
+  },
+
+  /** Fastify with no plugin: the baseline of every POST scenario (it ignores Idempotency-Key). */
+  async 'bare-post' () {
+    return listenFastify(await bareApp())
+  },
+
+  /** POST with `idempotency: true` over the default (memory) idempotency store. */
+  async 'plugin-post-idempotent' () {
+    return listenFastify(await pluginPost({}))
+  },
+
+  /** The same over `redisIdempotencyStore`; redis-server's port comes from the environment. */
+  async 'plugin-post-idempotent-redis' () {
+    const { redisIdempotencyStore } = await import('fastify-precondition/redis')
+    const redis = await redisClient()
+    return listenWithRedis(await pluginPost({ idempotencyStore: redisIdempotencyStore({ client: redis.client }) }), redis)
+  },
+
+  /**
+   * The idempotency memory run's server: its own MemoryIdempotencyStore with a short sweep, so
+   * its record map can be inspected, and answers kept for 1 s.
+   */
+  async 'memory-post-idempotent' () {
+    const store = new MemoryIdempotencyStore({ sweepInterval: 1000 })
+    const app = await pluginPost({ idempotencyStore: store }, { ttl: 1 })
+    return { ...listenFastify(app), stats: () => ({ idempotencyRecords: store.size }) }
   },
 
   /** The plugin's PUT with the Redis lock store; redis-server's port comes from the environment. */

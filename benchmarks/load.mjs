@@ -18,6 +18,33 @@ function run (options, onResponse) {
   })
 }
 
+// A fresh Idempotency-Key per request needs a prefix no earlier burst used: servers live
+// across bursts, and a repeated key would be a replay.
+let bursts = 0
+const loadId = process.pid.toString(36)
+
+/**
+ * Requests whose Idempotency-Key changes with every send (`spec.idempotencyKey: 'fresh'`), going
+ * to `paths` in turn. autocannon rebuilds such a request per send; both sides of a pair get the
+ * same requests, so the load generator does the same work whichever server it loads.
+ */
+function freshKeys (spec, paths, prefix) {
+  let sent = 0
+  let next = 0
+  const headers = { ...spec.headers }
+  return [{
+    setupRequest (request) {
+      headers['idempotency-key'] = prefix + (sent++).toString(36)
+      request.headers = headers
+      if (paths.length > 1) {
+        request.path = paths[next]
+        next = (next + 1) % paths.length
+      }
+      return request
+    }
+  }]
+}
+
 /**
  * One burst. How requests spread over resources (`spec.keys`):
  * - `'per-connection'`: each connection writes its own resource, so no two requests in flight
@@ -38,9 +65,22 @@ async function burst ({ port, spec, duration, amount, connections }) {
     body: body(spec.body)
   }
   const url = (key) => `http://127.0.0.1:${port}${spec.path.replace('{key}', String(key))}`
+  // Idempotency-Key (`spec.idempotencyKey`): 'fresh' a new one per request; 'per-connection' one
+  // per connection, the same in every burst, so after the first request each is a replay.
+  const burstId = `${loadId}.${(bursts++).toString(36)}.`
+  const keyed = (key, options) => {
+    if (spec.idempotencyKey === 'per-connection') return { ...options, headers: { ...spec.headers, 'idempotency-key': `replay-${key}` } }
+    if (spec.idempotencyKey === 'fresh') {
+      const paths = !(spec.keys > 1) || !spec.path.includes('{key}') ? [] : Array.from({ length: spec.keys }, (_, i) => spec.path.replace('{key}', String(i)))
+      return { ...options, requests: freshKeys(spec, paths, `${burstId}${key}.`) }
+    }
+    return options
+  }
   let runs
   if (spec.keys === 'per-connection') {
-    runs = Array.from({ length: connections }, (_, key) => ({ ...base, url: url(key), connections: 1 }))
+    runs = Array.from({ length: connections }, (_, key) => keyed(key, { ...base, url: url(key), connections: 1 }))
+  } else if (spec.keys > 1 && spec.idempotencyKey === 'fresh') {
+    runs = [keyed(0, { ...base, url: url(0), connections })]
   } else if (spec.keys > 1) {
     let next = 0
     runs = [{
@@ -56,7 +96,7 @@ async function burst ({ port, spec, duration, amount, connections }) {
       }]
     }]
   } else {
-    runs = [{ ...base, url: url(0), connections }]
+    runs = [keyed(0, { ...base, url: url(0), connections })]
   }
 
   // autocannon's histogram keeps whole milliseconds; loopback latencies need microseconds.

@@ -16,7 +16,7 @@ import os from 'node:os'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import { runHashBenchmark } from './hash.mjs'
-import { runMemory } from './memory.mjs'
+import { runIdempotencyMemory, runMemory } from './memory.mjs'
 import { Child, hasTaskset, pinned } from './processes.mjs'
 import { scenarios } from './scenarios.mjs'
 import { formatRatio, median, summary } from './stats.mjs'
@@ -343,9 +343,9 @@ function table (results) {
 async function main () {
   checkBuild()
   const only = args.only?.split(',').map((id) => id.trim())
-  const unknown = only?.filter((id) => !['memory', 'hash'].includes(id) && !scenarios.some((s) => s.id === id)) ?? []
+  const unknown = only?.filter((id) => !['memory', 'memory-idempotency', 'hash'].includes(id) && !scenarios.some((s) => s.id === id)) ?? []
   if (unknown.length > 0) {
-    console.error(`unknown scenario ${unknown.join(', ')}; known: ${scenarios.map((s) => s.id).join(', ')}, memory, hash`)
+    console.error(`unknown scenario ${unknown.join(', ')}; known: ${scenarios.map((s) => s.id).join(', ')}, memory, memory-idempotency, hash`)
     process.exit(2)
   }
   const selected = scenarios.filter((s) => only === undefined || only.includes(s.id))
@@ -389,6 +389,10 @@ async function main () {
     log('memory: guarded writes over distinct keys')
     output.memory = await runMemory({ quick: settings.quick, log })
   }
+  if (!args['skip-memory'] && (only === undefined || only.includes('memory-idempotency'))) {
+    log('memory-idempotency: POSTs with a fresh Idempotency-Key each, answers kept 1 s')
+    output.idempotencyMemory = await runIdempotencyMemory({ quick: settings.quick, log })
+  }
   if (!args['skip-hash'] && (only === undefined || only.includes('hash'))) {
     log('hash: strongEtag against @fastify/etag\'s default hashing')
     output.hash = await runHashBenchmark({ quick: settings.quick, log })
@@ -398,6 +402,7 @@ async function main () {
 
   let text = `${table(results)}\n`
   if (output.memory) text += `\n${memoryText(output.memory)}\n`
+  if (output.idempotencyMemory) text += `\n${idempotencyMemoryText(output.idempotencyMemory)}\n`
   if (output.hash) text += `\n${hashTable(output.hash)}\n`
   text += `\n${output.machine.nproc} CPUs (${output.machine.cpu}), node ${output.machine.node}; \`${output.command}\`: ${settings.pairs} pairs of ${settings.duration} s bursts wanted over ${settings.generations} generation${settings.generations === 1 ? '' : 's'} of server processes (up to ${settings.maxAttempts} measured; a pair is disturbed when a CPU spent over ${Math.round(settings.maxForeign * 100)}% of a burst on other work), ${settings.connections} connections; ${output.seconds} s; load average ${output.loadAverage.start.map((n) => n.toFixed(2)).join(' ')} → ${output.loadAverage.end.map((n) => n.toFixed(2)).join(' ')}\n`
   process.stdout.write(text)
@@ -417,6 +422,23 @@ function memoryText (memory) {
     `RSS after GC ${mb(memory.start.rss)} MB → ${mb(memory.end.rss)} MB (${delta >= 0 ? '+' : ''}${mb(delta)} MB) ${Math.abs(delta) <= 10 * 1048576 ? '✅' : '❌'}; ` +
     `heap used ${mb(memory.start.heapUsed)} MB → ${mb(memory.end.heapUsed)} MB. ` +
     `Without the plugin, the same writes: RSS ${mb(memory.bare.start.rss)} MB → ${mb(memory.bare.end.rss)} MB (${bareDelta >= 0 ? '+' : ''}${mb(bareDelta)} MB), ` +
+    `heap used ${mb(memory.bare.start.heapUsed)} MB → ${mb(memory.bare.end.heapUsed)} MB.`
+  ].join('\n')
+}
+
+function idempotencyMemoryText (memory) {
+  if (memory.failed) return `Idempotency memory run failed: ${memory.failed}`
+  const mb = (bytes) => (bytes / 1048576).toFixed(1)
+  const delta = memory.end.rss - memory.start.rss
+  const bareDelta = memory.bare.end.rss - memory.bare.start.rss
+  return [
+    `Idempotency memory: ${memory.writes.toLocaleString('en')} POSTs, each with a fresh Idempotency-Key, over a MemoryIdempotencyStore (answers kept ${memory.ttlSeconds} s, swept every ${memory.sweepIntervalMs} ms) ` +
+    `(${Math.round(memory.rps)} req/s; statuses ${JSON.stringify(memory.statusCodes)}; start taken after ${memory.warmup.toLocaleString('en')} warm-up POSTs; young generation fixed at ${memory.semiSpaceMB} MB semi-spaces):`,
+    `records at most ${memory.peak.idempotencyRecords.toLocaleString('en')} during the run (sampled every second), ${memory.end.idempotencyRecords} at the end ${memory.end.idempotencyRecords === 0 ? '✅' : '❌'}; ` +
+    `RSS at most ${mb(memory.peak.rss)} MB during the run (no GC forced); ` +
+    `RSS after GC ${mb(memory.start.rss)} MB → ${mb(memory.end.rss)} MB (${delta >= 0 ? '+' : ''}${mb(delta)} MB) ${Math.abs(delta) <= 10 * 1048576 ? '✅' : '❌'}; ` +
+    `heap used ${mb(memory.start.heapUsed)} MB → ${mb(memory.end.heapUsed)} MB. ` +
+    `Without the plugin, the same POSTs: RSS ${mb(memory.bare.start.rss)} MB → ${mb(memory.bare.end.rss)} MB (${bareDelta >= 0 ? '+' : ''}${mb(bareDelta)} MB), ` +
     `heap used ${mb(memory.bare.start.heapUsed)} MB → ${mb(memory.bare.end.heapUsed)} MB.`
   ].join('\n')
 }

@@ -9,6 +9,11 @@ const json = { 'content-type': 'application/json' }
 const put = (headers, body = 'small', keys = 'per-connection') => ({ method: 'PUT', path: '/items/{key}', keys, headers: { ...json, ...headers }, body })
 const get = (headers) => ({ method: 'GET', path: '/items/{key}', keys: 1, headers })
 
+// POSTs: all to one URL, each connection sending its own requests. `idempotencyKey` 'fresh' is a
+// new key per request (the load generator makes it for both sides); 'per-connection' one key per
+// connection, the same in every burst: after its first request every request is a replay.
+const post = (idempotencyKey) => ({ method: 'POST', path: '/orders', keys: 'per-connection', headers: json, body: 'small', idempotencyKey })
+
 const MATCHING = { 'if-match': '"v1"' }
 const STALE = { 'if-match': '"v0"' }
 
@@ -150,6 +155,26 @@ export const scenarios = [
     targets: []
   },
   {
+    id: 'post-idempotency-fresh',
+    title: 'POST, a fresh Idempotency-Key per request, memory idempotency store (`idempotency: true`)',
+    a: 'plugin-post-idempotent',
+    b: 'bare-post',
+    baseline: 'bare Fastify POST (same requests, key ignored)',
+    spec: post('fresh'),
+    expect: { a: 201, b: 201 },
+    targets: [{ metric: 'rps', min: 0.85 }]
+  },
+  {
+    id: 'post-idempotency-replay',
+    title: 'POST, Idempotency-Key replayed (the stored answer), memory idempotency store',
+    a: 'plugin-post-idempotent',
+    b: 'bare-post',
+    baseline: 'bare Fastify POST (same requests, key ignored)',
+    spec: post('per-connection'),
+    expect: { a: 201, b: 201 },
+    targets: [{ metric: 'rps', min: 1.0 }]
+  },
+  {
     id: 'put-match-redis',
     title: 'PUT, matching If-Match, Redis lock store',
     a: 'plugin-put-redis',
@@ -166,6 +191,28 @@ export const scenarios = [
     b: 'bare-put',
     spec: put(MATCHING),
     expect: { a: 200, b: 200 },
+    needsRedis: true,
+    targets: []
+  },
+  {
+    id: 'post-idempotency-fresh-redis',
+    title: 'POST, a fresh Idempotency-Key per request, Redis idempotency store',
+    a: 'plugin-post-idempotent-redis',
+    b: 'bare-post',
+    baseline: 'bare Fastify POST (same requests, key ignored)',
+    spec: post('fresh'),
+    expect: { a: 201, b: 201 },
+    needsRedis: true,
+    targets: []
+  },
+  {
+    id: 'post-idempotency-replay-redis',
+    title: 'POST, Idempotency-Key replayed, Redis idempotency store',
+    a: 'plugin-post-idempotent-redis',
+    b: 'bare-post',
+    baseline: 'bare Fastify POST (same requests, key ignored)',
+    spec: post('per-connection'),
+    expect: { a: 201, b: 201 },
     needsRedis: true,
     targets: []
   }

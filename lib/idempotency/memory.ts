@@ -2,8 +2,8 @@
 // finished response after its ttl. Expired records are dropped when their key is next claimed,
 // and by a sweep every `sweepInterval` ms (an unref'd timer, so it never keeps a process alive),
 // so memory stays bounded by the keys of the last ttl, not by every key ever seen.
-import { randomBytes } from 'node:crypto'
 import { invalidOption } from '../errors.js'
+import { claimToken } from './token.js'
 import type { ClaimResult, IdempotencyStore, StoredResponse } from './store.js'
 
 interface IdempotencyRecord {
@@ -63,7 +63,7 @@ export class MemoryIdempotencyStore implements IdempotencyStore {
   claim (key: string, fingerprint: string, leaseMs: number): ClaimResult {
     const record = this.live(key)
     if (record === undefined) {
-      const token = randomBytes(12).toString('base64url')
+      const token = claimToken()
       this.records.set(key, { fingerprint, token, response: null, expires: this.now() + leaseMs })
       this.schedule()
       return { state: 'claimed', token }

@@ -2,8 +2,9 @@
 // so a claim is one atomic step and every later change is checked against the claimer's token.
 // A stale claimer (its lease ran out, another claimed the key) can neither complete, renew nor
 // release it, and a completed record is never overwritten: complete only acts on a running claim.
-import { createHash, randomBytes } from 'node:crypto'
+import { createHash } from 'node:crypto'
 import { invalidOption } from '../errors.js'
+import { claimToken } from './token.js'
 import type { ClaimResult, IdempotencyStore, StoredResponse } from './store.js'
 
 /** The commands the store uses; an ioredis `Redis` or `Cluster` has them. */
@@ -115,7 +116,7 @@ export class RedisIdempotencyStore implements IdempotencyStore {
   }
 
   async claim (key: string, fingerprint: string, leaseMs: number): Promise<ClaimResult> {
-    const token = randomBytes(12).toString('base64url')
+    const token = claimToken()
     const [state, value] = await scripts.claim.run(this.client, this.prefix + key, fingerprint, token, leaseMs) as [string, string?]
     if (state === 'claimed') return { state, token }
     if (state === 'done') return { state, response: decode(value as string) }

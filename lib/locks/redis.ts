@@ -105,6 +105,11 @@ function message (error: unknown): string {
 
 function ignore (): void {}
 
+// A lease's one timer, a function of the lease rather than a closure per timer.
+function onLeaseTimer (lease: RedisLease): void {
+  lease.timerFired()
+}
+
 class RedisLease implements Lease {
   readonly token: number
   readonly signal: AbortSignal
@@ -114,8 +119,15 @@ class RedisLease implements Lease {
   private readonly id: string
   private readonly local: Lease
   private readonly controller = new AbortController()
-  private renewal: NodeJS.Timeout | undefined
-  private expiry: NodeJS.Timeout | undefined
+  // The lease is known to last until `deadline` (ms since the epoch): `ttl` after the command that
+  // set or renewed it was sent, since Redis started its ttl later than that. Past it with no renewal
+  // confirmed, the key may have expired in Redis, so the lease counts as lost.
+  private deadline: number
+  // One timer per lease, not one for renewals and one for the deadline: it waits for the next
+  // renewal, or (`expiring`) for the deadline when a renewal is in flight or none would come in
+  // time. Most writes hold their lease for a millisecond and never see it fire.
+  private timer: NodeJS.Timeout | undefined
+  private expiring = false
   private released = false
   private lost = false
 
@@ -127,49 +139,55 @@ class RedisLease implements Lease {
     this.local = attempt.local
     this.token = token
     this.signal = this.controller.signal
-    this.extend(attempt.sentAt)
-    this.scheduleRenewal()
+    this.deadline = attempt.sentAt + store.ttl
+    this.scheduleNext()
   }
 
-  // The lease is known to last until `ttl` after the command that set or renewed it was sent:
-  // Redis started its ttl later than that. Past this local deadline with no renewal confirmed, the
-  // key may have expired in Redis, so the lease counts as lost.
-  private extend (sentAt: number): void {
-    clearTimeout(this.expiry)
-    this.expiry = setTimeout(() => {
-      this.lose(`no renewal succeeded within its ttl of ${this.store.ttl} ms`)
-    }, Math.max(sentAt + this.store.ttl - Date.now(), 0))
-    this.expiry.unref()
+  private schedule (delay: number, expiring: boolean): void {
+    this.expiring = expiring
+    this.timer = setTimeout(onLeaseTimer, delay, this)
+    this.timer.unref()
   }
 
-  private scheduleRenewal (): void {
-    this.renewal = setTimeout(() => { this.renew() }, this.store.renewInterval)
-    this.renewal.unref()
+  /** The next renewal, unless the deadline comes first. */
+  private scheduleNext (): void {
+    const left = this.deadline - Date.now()
+    if (left > this.store.renewInterval) this.schedule(this.store.renewInterval, false)
+    else this.schedule(Math.max(left, 0), true)
+  }
+
+  /** @internal */
+  timerFired (): void {
+    if (this.expiring) this.lose(`no renewal succeeded within its ttl of ${this.store.ttl} ms`)
+    else this.renew()
   }
 
   private renew (): void {
     const sentAt = Date.now()
+    // Until it answers, the timer watches the deadline.
+    this.schedule(Math.max(this.deadline - sentAt, 0), true)
     RENEW.run(this.store.client, [this.lockKey], [this.id, this.store.ttl]).then((renewed) => {
       if (this.released || this.lost) return
       if (renewed !== 1) {
         this.lose('a renewal found the key expired or held by another')
         return
       }
-      this.extend(sentAt)
-      this.scheduleRenewal()
+      clearTimeout(this.timer)
+      this.deadline = sentAt + this.store.ttl
+      this.scheduleNext()
     }, () => {
-      // A renewal that did not reach Redis proves nothing: ask again at the next interval. The
-      // expiry timer declares the loss if none succeeds in time.
+      // A renewal that did not reach Redis proves nothing: ask again at the next interval, or
+      // declare the loss at the deadline if none can succeed in time.
       if (this.released || this.lost) return
-      this.scheduleRenewal()
+      clearTimeout(this.timer)
+      this.scheduleNext()
     })
   }
 
   private lose (reason: string): void {
     if (this.lost) return
     this.lost = true
-    clearTimeout(this.renewal)
-    clearTimeout(this.expiry)
+    clearTimeout(this.timer)
     const error = new LockLostError(this.key, reason)
     this.controller.abort(error)
     this.store.reportLoss(error, this.key)
@@ -178,8 +196,7 @@ class RedisLease implements Lease {
   release (): Promise<void> {
     if (this.released) return Promise.resolve()
     this.released = true
-    clearTimeout(this.renewal)
-    clearTimeout(this.expiry)
+    clearTimeout(this.timer)
     // The delete is written to the connection before the next local waiter's acquire, so handing
     // the local turn over at once costs that waiter no retry.
     const deleted = RELEASE.run(this.store.client, [this.lockKey], [this.id])
