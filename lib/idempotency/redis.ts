@@ -2,16 +2,13 @@
 // so a claim is one atomic step and every later change is checked against the claimer's token.
 // A stale claimer (its lease ran out, another claimed the key) can neither complete, renew nor
 // release it, and a completed record is never overwritten: complete only acts on a running claim.
-import { createHash } from 'node:crypto'
+import { LuaScript, type ScriptClient } from '../lua-script.js'
 import { invalidOption } from '../errors.js'
 import { claimToken } from './token.js'
 import type { ClaimResult, IdempotencyStore, StoredResponse } from './store.js'
 
 /** The commands the store uses; an ioredis `Redis` or `Cluster` has them. */
-export interface RedisIdempotencyClient {
-  evalsha (sha: string, numKeys: number, ...args: Array<string | number>): Promise<unknown>
-  eval (script: string, numKeys: number, ...args: Array<string | number>): Promise<unknown>
-}
+export type RedisIdempotencyClient = ScriptClient
 
 export interface RedisIdempotencyStoreOptions {
   /** The ioredis client. The store never connects or quits it: it is yours. */
@@ -55,31 +52,11 @@ if redis.call('HGET', KEYS[1], 'state') ~= 'running' or redis.call('HGET', KEYS[
 return redis.call('PEXPIRE', KEYS[1], ARGV[2])
 `
 
-class Script {
-  readonly source: string
-  readonly sha: string
-
-  constructor (source: string) {
-    this.source = source
-    this.sha = createHash('sha1').update(source).digest('hex')
-  }
-
-  /** EVALSHA, and EVAL once when the server does not have the script (a restart, a failover). */
-  async run (client: RedisIdempotencyClient, key: string, ...args: Array<string | number>): Promise<unknown> {
-    try {
-      return await client.evalsha(this.sha, 1, key, ...args)
-    } catch (error) {
-      if (!String((error as Error)?.message).startsWith('NOSCRIPT')) throw error
-      return await client.eval(this.source, 1, key, ...args)
-    }
-  }
-}
-
 const scripts = {
-  claim: new Script(CLAIM),
-  complete: new Script(COMPLETE),
-  release: new Script(RELEASE),
-  renew: new Script(RENEW)
+  claim: new LuaScript(CLAIM),
+  complete: new LuaScript(COMPLETE),
+  release: new LuaScript(RELEASE),
+  renew: new LuaScript(RENEW)
 }
 
 function encode (response: StoredResponse): string {
@@ -117,7 +94,7 @@ export class RedisIdempotencyStore implements IdempotencyStore {
 
   async claim (key: string, fingerprint: string, leaseMs: number): Promise<ClaimResult> {
     const token = claimToken()
-    const [state, value] = await scripts.claim.run(this.client, this.prefix + key, fingerprint, token, leaseMs) as [string, string?]
+    const [state, value] = await scripts.claim.run(this.client, [this.prefix + key], [fingerprint, token, leaseMs]) as [string, string?]
     if (state === 'claimed') return { state, token }
     if (state === 'done') return { state, response: decode(value as string) }
     if (state === 'running') return { state, retryAfter: Math.max(Number(value), 0) }
@@ -125,15 +102,15 @@ export class RedisIdempotencyStore implements IdempotencyStore {
   }
 
   async complete (key: string, token: string, response: StoredResponse, ttlMs: number): Promise<boolean> {
-    return await scripts.complete.run(this.client, this.prefix + key, token, encode(response), ttlMs) === 1
+    return await scripts.complete.run(this.client, [this.prefix + key], [token, encode(response), ttlMs]) === 1
   }
 
   async release (key: string, token: string): Promise<void> {
-    await scripts.release.run(this.client, this.prefix + key, token)
+    await scripts.release.run(this.client, [this.prefix + key], [token])
   }
 
   async renew (key: string, token: string, leaseMs: number): Promise<boolean> {
-    return await scripts.renew.run(this.client, this.prefix + key, token, leaseMs) === 1
+    return await scripts.renew.run(this.client, [this.prefix + key], [token, leaseMs]) === 1
   }
 }
 

@@ -10,9 +10,10 @@
 //
 // Only this subpath knows about Redis, and it imports nothing from ioredis at run time: the
 // client is the caller's.
-import { createHash, randomBytes } from 'node:crypto'
+import { randomBytes } from 'node:crypto'
 import type { Redis } from 'ioredis'
 import { invalidOption, LockLostError, LockTimeoutError, LockUnavailableError } from '../errors.js'
+import { LuaScript } from '../lua-script.js'
 import { MemoryLockStore } from './memory.js'
 import type { Lease, LockStore } from './types.js'
 
@@ -49,40 +50,22 @@ export interface RedisLockStoreOptions {
 // a server: answer 503 at once rather than letting the write wait for a reconnection.
 const UNREACHABLE = new Set(['reconnecting', 'close', 'end'])
 
-/** A Lua script run by its SHA1, sent whole only when Redis does not have it cached yet. */
-class Script {
-  readonly lua: string
-  readonly sha: string
-
-  constructor (lua: string) {
-    this.lua = lua
-    this.sha = createHash('sha1').update(lua).digest('hex')
-  }
-
-  run (client: RedisLockClient, keys: string[], args: Array<string | number>): Promise<unknown> {
-    return client.evalsha(this.sha, keys.length, ...keys, ...args).catch((error: unknown) => {
-      if (!(error instanceof Error) || !error.message.startsWith('NOSCRIPT')) throw error
-      return client.eval(this.lua, keys.length, ...keys, ...args)
-    })
-  }
-}
-
 // KEYS[1] the lease, KEYS[2] the fence counter; ARGV[1] this acquisition's id, ARGV[2] the ttl.
 // Answers the fencing token, or 0 when the key is held. The counter never expires, so tokens keep
 // growing across leases; it costs one small integer key per resource ever written.
-const ACQUIRE = new Script(`if redis.call('set', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+const ACQUIRE = new LuaScript(`if redis.call('set', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
   return redis.call('incr', KEYS[2])
 end
 return 0`)
 
 // 1 when the lease was still this id's and got a new ttl, 0 when it had expired or changed owner.
-const RENEW = new Script(`if redis.call('get', KEYS[1]) == ARGV[1] then
+const RENEW = new LuaScript(`if redis.call('get', KEYS[1]) == ARGV[1] then
   return redis.call('pexpire', KEYS[1], ARGV[2])
 end
 return 0`)
 
 // 1 when this id's lease was deleted, 0 when there was none to delete.
-const RELEASE = new Script(`if redis.call('get', KEYS[1]) == ARGV[1] then
+const RELEASE = new LuaScript(`if redis.call('get', KEYS[1]) == ARGV[1] then
   return redis.call('del', KEYS[1])
 end
 return 0`)
