@@ -90,6 +90,23 @@ function onResponseClose (this: RawResponse): void {
   (this[kGate] as WriteGate).close()
 }
 
+/** `request.lock`: the signal is read from the lease only when asked for. */
+class HeldLock implements RequestLock {
+  readonly key: string
+  readonly token: number
+  private readonly lease: Lease
+
+  constructor (key: string, lease: Lease) {
+    this.key = key
+    this.token = lease.token
+    this.lease = lease
+  }
+
+  get signal (): AbortSignal {
+    return this.lease.signal ?? neverAborted
+  }
+}
+
 export class WriteGate {
   state: GateState = GateState.ACQUIRING
   /** The response has closed: finished, or its client is gone. */
@@ -98,6 +115,8 @@ export class WriteGate {
   answered = false
   /** A synchronous handler returned without a promise: it is over once it has answered. */
   awaitingAnswer = false
+  /** The store reported the lease lost. */
+  lost = false
   lease: Lease | null = null
   readonly instance: FastifyInstance
   readonly request: FastifyRequest
@@ -116,17 +135,22 @@ export class WriteGate {
   /** The store handed over the lease. Returns what the handler returned, if it ran. */
   acquired (lease: Lease): unknown {
     this.lease = lease
-    // Reports a loss found later, during the handler or at release, through the request's logger.
-    // (A store written before leases had signals hands none: it cannot report losses.)
-    const signal = lease.signal
-    if (signal !== neverAborted && signal !== undefined) signal.addEventListener('abort', this, { once: true })
+    // Reports a loss found later, during the handler or at release, through the request's logger:
+    // by `onLost` where the store has it (its signal is then made only if the handler reads it),
+    // else by listening on the signal. (A store written before leases had signals hands none.)
+    if (typeof lease.onLost === 'function') {
+      lease.onLost(this)
+    } else {
+      const signal = lease.signal
+      if (signal !== neverAborted && signal !== undefined) signal.addEventListener('abort', this, { once: true })
+    }
     if (this.closed) {
       this.release()
       return undefined
     }
     this.state = GateState.CHECKING
     // Set before the validators run, so they can read the fence the write will be checked against.
-    ;(this.request as GatedRequest).lock = { key: this.key, token: lease.token, signal: signal ?? neverAborted }
+    ;(this.request as GatedRequest).lock = new HeldLock(this.key, lease)
     const validators = this.gate.validators
     if (validators === null) return this.enter()
     let current
@@ -181,7 +205,7 @@ export class WriteGate {
   private enter (): unknown {
     const lease = this.lease as Lease
     // (Not CHECKING or the client gone already ended in RELEASED before here.)
-    if (lease.signal?.aborted === true) {
+    if (this.lost || (typeof lease.onLost !== 'function' && lease.signal?.aborted === true)) {
       this.release()
       this.gate.problems.sendLockProblem(this.reply, ProblemCode.LOCK_UNAVAILABLE, this.request.url)
       return this.reply
@@ -256,7 +280,12 @@ export class WriteGate {
 
   /** The lease's signal aborted: another writer may have written meanwhile. */
   handleEvent (event: Event): void {
-    const reason = (event.target as AbortSignal).reason as Error | undefined
+    this.leaseLost((event.target as AbortSignal).reason as Error)
+  }
+
+  /** The store found the lease lost (`Lease.onLost`, or the signal through `handleEvent`). */
+  leaseLost (reason: Error): void {
+    this.lost = true
     this.request.log.error({
       err: reason,
       code: ProblemCode.LOCK_LOST,

@@ -218,6 +218,23 @@ test('redis lock store', { skip }, async (t) => {
     t.equal(store.size, 0)
   })
 
+  t.test('a signal first read after the loss is already aborted; onLost hears of it once', async (t) => {
+    const client = connect()
+    const store = redisLockStore({ client, ttl: 60_000, prefix: 'test-l2:' })
+    const lease = await store.acquire('k', 1000)
+    const heard: Error[] = []
+    lease.onLost!({ leaseLost: (error) => { heard.push(error) } })
+    await client.del('test-l2:lock:{k}')
+    await lease.release()
+    t.equal(heard.length, 1, 'the listener heard the loss found at release')
+    t.ok(heard[0] instanceof LockLostError)
+    t.equal(lease.signal.aborted, true, 'a signal made after the loss is aborted')
+    t.equal(lease.signal.reason, heard[0])
+    const late: Error[] = []
+    lease.onLost!({ leaseLost: (error) => { late.push(error) } })
+    t.same(late, [heard[0]], 'a listener added after the loss hears of it at once')
+  })
+
   t.test('a command timeout during a Redis pause leaves no ghost lock', async (t) => {
     const client = connect(server.port, { commandTimeout: 300 })
     const store = redisLockStore({ client, ttl: 30_000, prefix: 'test-m:' })

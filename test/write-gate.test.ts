@@ -4,7 +4,7 @@
 // validators fail. Each ends with the resource's lock given back.
 import Fastify, { type FastifyReply, type FastifyRequest, type RouteOptions } from 'fastify'
 import { test } from 'tap'
-import fastifyPrecondition, { LockLostError, MemoryLockStore, type Lease, type LockStore } from '../lib/index.js'
+import fastifyPrecondition, { LockLostError, MemoryLockStore, type Lease, type LeaseLossListener, type LockStore } from '../lib/index.js'
 import { kGate } from '../lib/write-gate.js'
 import { partialRequest, send, sleep } from './helpers/http.js'
 
@@ -311,4 +311,40 @@ test('validators of a locked write see request.lock, reads and unlocked writes s
   t.same(seen.map(([method, token]) => [method, token === null ? null : typeof token]), [
     ['GET', null], ['PUT', 'number'], ['PUT', 'number'], ['PATCH', null], ['PATCH', null]
   ], 'the write read its validators before and after the handler, both under its lock')
+})
+
+test('a store that reports losses through onLost: 503 before the handler, logged during it', async (t) => {
+  for (const when of ['before', 'during'] as const) {
+    const { lines, logger } = logLines()
+    const app = Fastify({ logger })
+    let listener: LeaseLossListener | undefined
+    let signalReads = 0
+    await app.register(fastifyPrecondition, {
+      lockStore: {
+        acquire (key): Lease {
+          const lost = new LockLostError(key, 'taken over')
+          return {
+            token: 7,
+            get signal () { signalReads++; return AbortSignal.abort(lost) },
+            release () {},
+            onLost (given) {
+              if (when === 'before') given.leaseLost(lost)
+              else listener = given
+            }
+          }
+        }
+      }
+    })
+    let ran = 0
+    app.put('/x', { concurrency: { lock: true } }, async (request) => {
+      ran++
+      listener?.leaseLost(new LockLostError(request.lock!.key, 'taken over'))
+      return { token: request.lock!.token }
+    })
+    const res = await app.inject({ method: 'PUT', url: '/x' })
+    t.equal(res.statusCode, when === 'before' ? 503 : 200, when)
+    t.equal(ran, when === 'before' ? 0 : 1, `${when}: the handler ran only with its lease`)
+    t.equal(signalReads, 0, `${when}: the signal was never made`)
+    t.ok(lines.some((line) => line.code === 'FST_PRECONDITION_LOCK_LOST'), `${when}: logged`)
+  }
 })

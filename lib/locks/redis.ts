@@ -15,7 +15,7 @@ import type { Redis } from 'ioredis'
 import { invalidOption, LockLostError, LockTimeoutError, LockUnavailableError } from '../errors.js'
 import { LuaScript } from '../lua-script.js'
 import { MemoryLockStore } from './memory.js'
-import type { Lease, LockStore } from './types.js'
+import type { Lease, LeaseLossListener, LockStore } from './types.js'
 
 /**
  * An ioredis client: a `Redis` or a `Cluster`. The store runs its scripts with EVALSHA (EVAL when
@@ -95,13 +95,16 @@ function onLeaseTimer (lease: RedisLease): void {
 
 class RedisLease implements Lease {
   readonly token: number
-  readonly signal: AbortSignal
   private readonly store: RedisLockStore
   private readonly key: string
   private readonly lockKey: string
   private readonly id: string
   private readonly local: Lease
-  private readonly controller = new AbortController()
+  // Made when the signal is first read: most writes never read it, and the plugin learns of a
+  // loss through `onLost`.
+  private controller: AbortController | null = null
+  private lossListener: LeaseLossListener | null = null
+  private lossReason: Error | null = null
   // The lease is known to last until `deadline` (ms since the epoch): `ttl` after the command that
   // set or renewed it was sent, since Redis started its ttl later than that. Past it with no renewal
   // confirmed, the key may have expired in Redis, so the lease counts as lost.
@@ -121,9 +124,21 @@ class RedisLease implements Lease {
     this.id = attempt.id
     this.local = attempt.local
     this.token = token
-    this.signal = this.controller.signal
     this.deadline = attempt.sentAt + store.ttl
     this.scheduleNext()
+  }
+
+  get signal (): AbortSignal {
+    if (this.controller === null) {
+      this.controller = new AbortController()
+      if (this.lossReason !== null) this.controller.abort(this.lossReason)
+    }
+    return this.controller.signal
+  }
+
+  onLost (listener: LeaseLossListener): void {
+    if (this.lossReason !== null) listener.leaseLost(this.lossReason)
+    else this.lossListener = listener
   }
 
   private schedule (delay: number, expiring: boolean): void {
@@ -172,7 +187,9 @@ class RedisLease implements Lease {
     this.lost = true
     clearTimeout(this.timer)
     const error = new LockLostError(this.key, reason)
-    this.controller.abort(error)
+    this.lossReason = error
+    this.controller?.abort(error)
+    this.lossListener?.leaseLost(error)
     this.store.reportLoss(error, this.key)
   }
 

@@ -17,6 +17,17 @@ export interface Lease {
   readonly signal: AbortSignal
   /** Gives the key back. Must not throw for a lease that was lost; report the loss through `signal`. */
   release (): void | Promise<void>
+  /**
+   * Optional: tells `listener` once, as the signal aborts, that the lease was lost (at once if it
+   * already was). The plugin uses it instead of listening on `signal`, so a store may create its
+   * AbortController only when a handler reads `request.lock.signal`.
+   */
+  onLost? (listener: LeaseLossListener): void
+}
+
+/** What `Lease.onLost` calls: an object, so a caller needs no closure per lease. */
+export interface LeaseLossListener {
+  leaseLost (error: Error): void
 }
 
 /**
