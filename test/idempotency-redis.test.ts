@@ -10,6 +10,7 @@ import { RedisIdempotencyStore, redisIdempotencyStore } from '../lib/idempotency
 import type { StoredResponse } from '../lib/idempotency/store.js'
 import { send, sleep } from './helpers/http.js'
 import { hasRedisServer, REDIS_MISSING, startRedis } from './helpers/redis-server.js'
+import { stopChild } from './helpers/child.js'
 
 const skip = hasRedisServer() ? false : REDIS_MISSING
 if (skip !== false) console.log(`# ${skip}`)
@@ -22,14 +23,7 @@ interface Instance { port: number, child: ChildProcess, runs: number[] }
 async function startInstance (t: Test, env: Record<string, string>): Promise<Instance> {
   const child = fork(script, { env: { ...process.env, ...env }, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
   const instance: Instance = { port: 0, child, runs: [] }
-  t.teardown(async () => {
-    if (child.exitCode !== null || child.signalCode !== null) return
-    const exited = once(child, 'exit')
-    if (child.connected) child.send('close')
-    const timer = setTimeout(() => child.kill('SIGKILL'), 5000)
-    await exited
-    clearTimeout(timer)
-  })
+  t.teardown(() => stopChild(child))
   child.on('message', (message: { run?: number }) => { if (message.run !== undefined) instance.runs.push(message.run) })
   const [message] = await Promise.race([
     once(child, 'message'),

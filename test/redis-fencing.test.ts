@@ -21,6 +21,7 @@ import { Redis } from 'ioredis'
 import { test, type Test } from 'tap'
 import { send, sleep, type HttpResponse } from './helpers/http.js'
 import { hasRedisServer, REDIS_MISSING, RedisServer, startRedis } from './helpers/redis-server.js'
+import { stopChild } from './helpers/child.js'
 
 const skip = hasRedisServer() ? false : REDIS_MISSING
 if (skip !== false) console.log(`# ${skip}`)
@@ -49,15 +50,7 @@ async function until (what: string, condition: () => boolean, limit = 5000): Pro
 async function startInstances (t: Test, redisPort: number, count: number): Promise<Instance[]> {
   const instances: Instance[] = []
   t.teardown(async () => {
-    await Promise.all(instances.map(async ({ child }) => {
-      if (child.exitCode !== null || child.signalCode !== null) return
-      const exited = once(child, 'exit')
-      child.kill('SIGCONT') // in case a failed test left it stopped
-      if (child.connected) child.send('close')
-      const timer = setTimeout(() => child.kill('SIGKILL'), 5000)
-      await exited
-      clearTimeout(timer)
-    }))
+    await Promise.all(instances.map(({ child }) => stopChild(child)))
   })
   return Promise.all(Array.from({ length: count }, async () => {
     const child = fork(instanceScript, {

@@ -8,6 +8,7 @@ import { Redis } from 'ioredis'
 import { test, type Test } from 'tap'
 import { incrementAll } from './helpers/counter.js'
 import { hasRedisServer, REDIS_MISSING, startRedis } from './helpers/redis-server.js'
+import { stopChild } from './helpers/child.js'
 
 const skip = hasRedisServer() ? false : REDIS_MISSING
 if (skip !== false) console.log(`# ${skip}`)
@@ -17,14 +18,7 @@ const script = fileURLToPath(new URL('./helpers/redis-app.ts', import.meta.url))
 async function startInstances (t: Test, redisPort: number, count: number): Promise<number[]> {
   const children: ChildProcess[] = []
   t.teardown(async () => {
-    await Promise.all(children.map(async (child) => {
-      if (child.exitCode !== null || child.signalCode !== null) return
-      const exited = once(child, 'exit')
-      if (child.connected) child.send('close')
-      const timer = setTimeout(() => child.kill('SIGKILL'), 5000)
-      await exited
-      clearTimeout(timer)
-    }))
+    await Promise.all(children.map(stopChild))
   })
   const ports = await Promise.all(Array.from({ length: count }, async () => {
     const child = fork(script, { env: { ...process.env, REDIS_PORT: String(redisPort) }, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
