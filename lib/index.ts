@@ -23,7 +23,7 @@ import { evaluate, Outcome, outcomeStatus, type ConditionalHeaders, type Validat
 import { formatHttpDate } from './http-date.js'
 import { MemoryLockStore } from './locks/memory.js'
 import type { LockStore } from './locks/types.js'
-import { decorateIdempotency, isReplay, wireIdempotency, type IdempotencyState } from './idempotency/hooks.js'
+import { decorateIdempotency, isReplay, Renewals, wireIdempotency, type IdempotencyState } from './idempotency/hooks.js'
 import { MemoryIdempotencyStore } from './idempotency/memory.js'
 import type { IdempotencyStore } from './idempotency/store.js'
 import { checkHeaders, isSafe, toPolicy, type ConcurrencyOptions, type Policy } from './policy.js'
@@ -246,7 +246,8 @@ const plugin: FastifyPluginAsync<FastifyPreconditionOptions> = async function fa
     // First, so a stored answer is replayed before any precondition or lock is looked at.
     if (policy.idempotency !== null) {
       if (state.idempotency === null) {
-        state.idempotency = { store: state.idempotencyStore ?? new MemoryIdempotencyStore(), problems: state.problems }
+        const store = state.idempotencyStore ?? new MemoryIdempotencyStore()
+        state.idempotency = { store, problems: state.problems, renewals: new Renewals(store.lease) }
       }
       wireIdempotency(routeOptions, policy.idempotency, state.idempotency)
     }
@@ -273,6 +274,7 @@ const plugin: FastifyPluginAsync<FastifyPreconditionOptions> = async function fa
   }
   // onClose: in-flight requests still store their answers until then.
   fastify.addHook('onClose', async function closeIdempotencyStore () {
+    state.idempotency?.renewals.close()
     try {
       await state.idempotency?.store.close?.()
     } catch (error) {

@@ -270,6 +270,92 @@ test('a body the handler reads itself is fingerprinted without it', async (t) =>
   t.equal(runs, 1)
 })
 
+/**
+ * POSTs `chunks` on a fresh connection, one TCP write each, `gap` ms apart, and reads the answer.
+ * With `chunked`, each write is one chunk of a chunked body; otherwise Content-Length is the sum.
+ */
+async function postInPieces (port: number, path: string, headers: Record<string, string>, chunks: Buffer[], gap = 15, chunked = false): Promise<{ status: number, body: string }> {
+  const { connect } = await import('node:net')
+  const socket = connect(port, '127.0.0.1')
+  await new Promise<void>((resolve, reject) => socket.once('connect', resolve).once('error', reject))
+  const length = chunks.reduce((sum, chunk) => sum + chunk.length, 0)
+  const head = [`POST ${path} HTTP/1.1`, 'host: 127.0.0.1', 'connection: close',
+    chunked ? 'transfer-encoding: chunked' : `content-length: ${length}`,
+    ...Object.entries(headers).map(([name, value]) => `${name}: ${value}`)].join('\r\n') + '\r\n\r\n'
+  const received: Buffer[] = []
+  socket.on('data', (chunk: Buffer) => received.push(chunk))
+  const ended = new Promise<void>((resolve) => socket.once('close', () => resolve()))
+  socket.write(head)
+  for (const chunk of chunks) {
+    await sleep(gap)
+    socket.write(chunked ? Buffer.concat([Buffer.from(chunk.length.toString(16) + '\r\n'), chunk, Buffer.from('\r\n')]) : chunk)
+  }
+  if (chunked) socket.write('0\r\n\r\n')
+  await ended
+  const text = Buffer.concat(received).toString()
+  const [top, ...rest] = text.split('\r\n\r\n')
+  return { status: Number(top.split(' ')[1]), body: rest.join('\r\n\r\n') }
+}
+
+test('the body digest covers every byte the parser reads, however the body arrives and whenever the parser reads', async (t) => {
+  const { gzipSync, createGunzip } = await import('node:zlib')
+  const app = await idempotencyApp()
+  // An earlier preParsing stage that hands the parser a different stream (as a decompressor does).
+  app.addHook('preParsing', async (request, _reply, payload) => {
+    if (request.headers['content-encoding'] !== 'gzip') return payload
+    // receivedEncodedLength: what Fastify checks Content-Length against (as @fastify/compress sets it).
+    const gunzip = Object.assign(createGunzip(), { receivedEncodedLength: 0 })
+    payload.on('data', (chunk: Buffer) => { gunzip.receivedEncodedLength += chunk.length })
+    payload.pipe(gunzip)
+    return gunzip
+  })
+  // A stream parser that starts reading only after an await, by async iteration.
+  app.addContentTypeParser('application/x-late', async (_request: FastifyRequest, payload: Readable) => {
+    await sleep(30)
+    let text = ''
+    for await (const chunk of payload) text += String(chunk)
+    return { text }
+  })
+  let runs = 0
+  app.post('/echo', { config: { idempotency: true } }, async (request) => {
+    runs++
+    return { run: runs, body: request.body }
+  })
+  const port = await start(t, app)
+  const json = { 'content-type': 'application/json' }
+  const body = Buffer.from(JSON.stringify({ name: 'widget', note: 'x'.repeat(2000) }))
+  const split = (bytes: Buffer, ...at: number[]) => [0, ...at].map((start, i) => bytes.subarray(start, [...at, bytes.length][i]))
+
+  // Content-Length, three writes.
+  const first = await postInPieces(port, '/echo', { ...json, 'idempotency-key': 'a' }, split(body, 10, 1500))
+  t.equal(first.status, 200)
+  t.same(JSON.parse(first.body).body, JSON.parse(body.toString()), 'the handler got the whole body')
+  const again = await postInPieces(port, '/echo', { ...json, 'idempotency-key': 'a' }, split(body, 700), 5, true)
+  t.equal(again.body, first.body, 'the same bytes cut elsewhere and sent chunked: replayed')
+  const changed = Buffer.from(body)
+  changed[changed.length - 3] = 0x79 // the last chunk's "x" becomes "y"
+  t.equal((await postInPieces(port, '/echo', { ...json, 'idempotency-key': 'a' }, split(changed, 10, 1500))).status, 422,
+    'a byte changed in the last piece: another request')
+  t.equal(runs, 1)
+
+  // A parser that reads late, after every byte has arrived.
+  const late = { 'content-type': 'application/x-late', 'idempotency-key': 'b' }
+  const lateFirst = await postInPieces(port, '/echo', late, split(Buffer.from('one two three'), 4), 1)
+  t.same(JSON.parse(lateFirst.body).body, { text: 'one two three' }, 'the late parser lost nothing')
+  t.equal((await postInPieces(port, '/echo', late, [Buffer.from('one two three')])).body, lateFirst.body, 'replayed')
+  t.equal((await postInPieces(port, '/echo', late, [Buffer.from('one two four')])).status, 422)
+  t.equal(runs, 2)
+
+  // Through the decompressing stage: the digest is of what the parser reads.
+  const zipped = { ...json, 'content-encoding': 'gzip', 'idempotency-key': 'c' }
+  const zipFirst = await postInPieces(port, '/echo', zipped, [gzipSync(body, { level: 1 })])
+  t.same(JSON.parse(zipFirst.body).body, JSON.parse(body.toString()))
+  t.equal((await postInPieces(port, '/echo', zipped, [gzipSync(body, { level: 9 })])).body, zipFirst.body,
+    'the same body compressed otherwise: replayed')
+  t.equal((await postInPieces(port, '/echo', zipped, [gzipSync(changed)])).status, 422)
+  t.equal(runs, 3)
+})
+
 test('a client that leaves while the handler runs: the answer is still stored, and a retry gets it', async (t) => {
   const { port, state } = await ordersApp(t)
   state.delay = 150

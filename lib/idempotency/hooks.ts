@@ -1,7 +1,7 @@
 // The Idempotency-Key policy on a route: its hooks and the life of one claim.
 //
 // onRequest   the key's syntax; 400 when it is malformed, or missing where required.
-// preParsing  the body is hashed as it streams to the content-type parser.
+// preParsing  the body is hashed as the content-type parser reads it.
 // preHandler  the key is claimed (after the route's own hooks, before any write lock): a stored
 //             response is replayed, a running one answered 409, another request's key 422.
 // onSend      the claimed request's answer is captured.
@@ -14,7 +14,7 @@ import { ProblemCode } from '../errors.js'
 import { isSafe } from '../policy.js'
 import type { ProblemWriter } from '../problem.js'
 import { clientGone } from '../write-gate.js'
-import { DigestStream, EMPTY_BODY_DIGEST, fingerprint, hasBody, UNREAD_BODY } from './fingerprint.js'
+import { BodyDigest, EMPTY_BODY_DIGEST, fingerprint, hasBody, UNREAD_BODY } from './fingerprint.js'
 import { parseIdempotencyKey } from './key.js'
 import type { IdempotencyPolicy } from './policy.js'
 import type { ClaimResult, IdempotencyStore, StoredResponse } from './store.js'
@@ -23,6 +23,7 @@ import type { ClaimResult, IdempotencyStore, StoredResponse } from './store.js'
 export interface IdempotencyState {
   store: IdempotencyStore
   problems: ProblemWriter
+  renewals: Renewals
 }
 
 /** The response headers kept with a stored response and replayed. */
@@ -54,7 +55,7 @@ function isThenable<T> (value: unknown): value is PromiseLike<T> {
 class KeyedRequest {
   readonly key: string
   readonly request: FastifyRequest
-  body: string | DigestStream = EMPTY_BODY_DIGEST
+  body: string | BodyDigest = EMPTY_BODY_DIGEST
   storeKey = ''
   token: string | null = null
   replayed = false
@@ -67,7 +68,7 @@ class KeyedRequest {
   closed = false
   status = 0
   payload: Buffer | null = null
-  renewal: NodeJS.Timeout | null = null
+  renewals: Renewals | null = null
   ttl = 0
   store: IdempotencyStore | null = null
   reply: FastifyReply | null = null
@@ -116,23 +117,72 @@ class KeyedRequest {
     })
   }
 
-  startRenewal (): void {
+  /** Extends the lease; called by the store's Renewals while the request runs. */
+  renew (): void {
     const store = this.store as IdempotencyStore
-    const lease = store.lease
-    this.renewal = setInterval(() => {
-      call(() => store.renew(this.storeKey, this.token as string, lease), ignore, (held) => {
-        if (held === false) {
-          this.stopRenewal()
-          this.request.log.warn('fastify-precondition: the Idempotency-Key lease was lost while its request ran; a duplicate may run')
-        }
-      })
-    }, Math.max(Math.floor(lease / 3), 1))
-    this.renewal.unref()
+    call(() => store.renew(this.storeKey, this.token as string, store.lease), ignore, (held) => {
+      if (held === false && this.renewals !== null) {
+        this.stopRenewal()
+        this.request.log.warn('fastify-precondition: the Idempotency-Key lease was lost while its request ran; a duplicate may run')
+      }
+    })
   }
 
   stopRenewal (): void {
-    if (this.renewal !== null) clearInterval(this.renewal)
-    this.renewal = null
+    if (this.renewals !== null) this.renewals.delete(this)
+    this.renewals = null
+  }
+}
+
+/**
+ * Renews the lease of every running claim of one store, from one timer ticking every third of
+ * the lease while any claim runs (a timer per request cost more than the claim itself). A claim
+ * is renewed within a third of the lease of being made, and every third of the lease after.
+ */
+export class Renewals {
+  private readonly running = new Set<KeyedRequest>()
+  private timer: NodeJS.Timeout | null = null
+  private readonly interval: number
+
+  constructor (lease: number) {
+    this.interval = Math.max(Math.floor(lease / 3), 1)
+  }
+
+  /** How many claims are being renewed (for tests and monitoring). */
+  get size (): number {
+    return this.running.size
+  }
+
+  /** Whether the timer is running. */
+  get ticking (): boolean {
+    return this.timer !== null
+  }
+
+  add (keyed: KeyedRequest): void {
+    this.running.add(keyed)
+    keyed.renewals = this
+    if (this.timer !== null) return
+    this.timer = setInterval(() => this.tick(), this.interval)
+    this.timer.unref()
+  }
+
+  delete (keyed: KeyedRequest): void {
+    this.running.delete(keyed)
+  }
+
+  private tick (): void {
+    // Stopped on a tick that finds nothing to renew, not each time the set empties: under load
+    // it empties and fills many times a second.
+    if (this.running.size === 0) {
+      this.close()
+      return
+    }
+    for (const keyed of this.running) keyed.renew()
+  }
+
+  close (): void {
+    if (this.timer !== null) clearInterval(this.timer)
+    this.timer = null
   }
 }
 
@@ -180,7 +230,7 @@ function toBuffer (payload: unknown): Buffer | null {
  * before the write lock and the replay before If-Match is evaluated.
  */
 export function wireIdempotency (routeOptions: RouteOptions, policy: IdempotencyPolicy, state: IdempotencyState): void {
-  const { store, problems } = state
+  const { store, problems, renewals } = state
   const { required, ttl, scope } = policy
   const route = routeOptions.url
 
@@ -208,13 +258,8 @@ export function wireIdempotency (routeOptions: RouteOptions, policy: Idempotency
       done(null, payload)
       return
     }
-    const digest = new DigestStream(payload)
-    // Not pipeline(): it would destroy the request (and its socket) when the parser stops
-    // reading early, e.g. to answer 413.
-    payload.on('error', (error) => digest.destroy(error))
-    payload.pipe(digest)
-    keyed.body = digest
-    done(null, digest)
+    keyed.body = new BodyDigest(payload)
+    done(null, payload)
   })
 
   function answer (keyed: KeyedRequest, request: FastifyRequest, reply: FastifyReply, result: ClaimResult, done: HookHandlerDoneFunction): void {
@@ -232,7 +277,7 @@ export function wireIdempotency (routeOptions: RouteOptions, policy: Idempotency
       }
       raw[kIdempotency] = keyed
       raw.on('close', onResponseClose)
-      keyed.startRenewal()
+      renewals.add(keyed)
       done()
     } else if (result.state === 'done') {
       keyed.replayed = true

@@ -2,7 +2,7 @@
 // `config: { idempotency }` get `wireIdempotency`'s hooks, with the problems and store given.
 import Fastify, { type FastifyHttpOptions, type FastifyInstance, type RouteOptions } from 'fastify'
 import fp from 'fastify-plugin'
-import { decorateIdempotency, wireIdempotency } from '../../lib/idempotency/hooks.js'
+import { decorateIdempotency, Renewals, wireIdempotency } from '../../lib/idempotency/hooks.js'
 import { MemoryIdempotencyStore } from '../../lib/idempotency/memory.js'
 import { toIdempotencyPolicy } from '../../lib/idempotency/policy.js'
 import type { IdempotencyStore } from '../../lib/idempotency/store.js'
@@ -15,7 +15,7 @@ export interface IdempotencyAppOptions extends ProblemOptions {
 
 export const idempotencyPlugin = fp(async function idempotency (fastify: FastifyInstance, options: IdempotencyAppOptions) {
   const store = options.store ?? new MemoryIdempotencyStore()
-  const state = { store, problems: new ProblemWriter(options) }
+  const state = { store, problems: new ProblemWriter(options), renewals: new Renewals(store.lease) }
   if (options.decorate !== false) decorateIdempotency(fastify)
   fastify.addHook('onRoute', (routeOptions: RouteOptions) => {
     const config = routeOptions.config as { idempotency?: unknown, afterClaim?: unknown } | undefined
@@ -26,7 +26,10 @@ export const idempotencyPlugin = fp(async function idempotency (fastify: Fastify
     // Stands for the hooks the plugin adds after the claim (the write lock, the preconditions).
     if (config.afterClaim !== undefined) routeOptions.preHandler = [...routeOptions.preHandler as unknown[], config.afterClaim] as RouteOptions['preHandler']
   })
-  fastify.addHook('onClose', async () => { await store.close?.() })
+  fastify.addHook('onClose', async () => {
+    state.renewals.close()
+    await store.close?.()
+  })
 })
 
 /** A Fastify app with the stand-in plugin registered. */
