@@ -23,7 +23,7 @@ import { evaluate, Outcome, outcomeStatus, type ConditionalHeaders, type Validat
 import { formatHttpDate } from './http-date.js'
 import { MemoryLockStore } from './locks/memory.js'
 import type { LockStore } from './locks/types.js'
-import { decorateIdempotency, isReplay, Renewals, wireIdempotency, type IdempotencyState } from './idempotency/hooks.js'
+import { decorateIdempotency, isReplay, Renewals, wireIdempotency, wireIdempotentResponse, type IdempotencyState } from './idempotency/hooks.js'
 import { MemoryIdempotencyStore } from './idempotency/memory.js'
 import type { IdempotencyStore } from './idempotency/store.js'
 import { checkHeaders, isSafe, toPolicy, type ConcurrencyOptions, type Policy } from './policy.js'
@@ -252,6 +252,8 @@ const plugin: FastifyPluginAsync<FastifyPreconditionOptions> = async function fa
       wireIdempotency(routeOptions, policy.idempotency, state.idempotency)
     }
     wireRoute(routeOptions, policy, state)
+    // Last, so the answer is stored with the headers the other onSend hooks set.
+    if (policy.idempotency !== null) wireIdempotentResponse(routeOptions)
     if (state.documentRoutes) documentRoute(routeOptions, policy, state.problems)
   })
 

@@ -476,6 +476,35 @@ test('store failures after the handler are logged, and the answer still goes out
   }
 })
 
+test('a client that has its answer and sends the key again at once gets the replay: the answer is stored before it is sent', async (t) => {
+  for (const status of [201, 422, 500]) {
+    const memory = new MemoryIdempotencyStore()
+    // A store as slow as a remote one: completing or releasing takes 40 ms.
+    const slow = fakeStore({
+      lease: memory.lease,
+      claim: memory.claim.bind(memory),
+      complete: async (...args) => { await sleep(40); return memory.complete(...args) },
+      release: async (...args) => { await sleep(40); memory.release(...args) }
+    })
+    const app = await idempotencyApp({ store: slow })
+    let runs = 0
+    app.post('/x', { config: { idempotency: true } }, async (_request, reply) => reply.code(status).send(`run ${++runs}`))
+    const port = await start(t, app)
+    const request = { method: 'POST', path: '/x', headers: { 'idempotency-key': 'k' } }
+    const first = await send(port, request)
+    const again = await send(port, request)
+    t.equal(first.status, status)
+    if (status < 500) {
+      t.equal(again.status, status, `${status}: the retry is not told the key is in use`)
+      t.equal(again.headers['idempotent-replayed'], 'true', `${status}: replayed`)
+      t.equal(again.body, first.body)
+      t.equal(runs, 1)
+    } else {
+      t.equal(again.body, 'run 2', '5xx: the key was released before the answer went out, so the retry runs')
+    }
+  }
+})
+
 test('the lease is renewed while the handler runs; a lost lease is reported', async (t) => {
   const memory = new MemoryIdempotencyStore({ lease: 30 })
   const renewals: boolean[] = []

@@ -1,7 +1,7 @@
 // The Idempotency-Key policy on a route: its hooks and the life of one claim.
 //
-// onRequest   the key's syntax; 400 when it is malformed, or missing where required.
-// preParsing  the body is hashed as the content-type parser reads it.
+// preParsing  the key's syntax (400 when it is malformed, or missing where required); the body is
+//             hashed as the content-type parser reads it.
 // preHandler  the key is claimed (after the route's own hooks, before any write lock): a stored
 //             response is replayed, a running one answered 409, another request's key 422.
 // onSend      the claimed request's answer is captured.
@@ -51,7 +51,7 @@ function isThenable<T> (value: unknown): value is PromiseLike<T> {
   return value !== null && typeof value === 'object' && typeof (value as PromiseLike<T>).then === 'function'
 }
 
-/** One request carrying a key, from onRequest until its claim is stored or released. */
+/** One request carrying a key, from preParsing until its claim is stored or released. */
 class KeyedRequest {
   readonly key: string
   readonly request: FastifyRequest
@@ -78,21 +78,26 @@ class KeyedRequest {
     this.request = request
   }
 
-  /** The response closed, the handler's promise settled, or a late answer was captured. */
+  /**
+   * The response closed, or the handler's promise settled, without an answer captured: the key is
+   * let go once the handler is over. (An answer is stored as it is captured, in onSend.)
+   */
   settle (): void {
     if (this.over || !this.closed) return
-    if (this.payload !== null || this.status >= 500) {
-      this.finish()
-    } else if (this.pending) {
+    if (this.pending) {
       // A callback-style handler may still write and answer: keep the key, unrenewed, so it
       // frees at the end of its lease if no answer comes.
       this.stopRenewal()
     } else if (!this.running) {
-      this.finish()
+      this.finish(ignore)
     }
   }
 
-  finish (): void {
+  /**
+   * Stores the captured answer (2xx–4xx) or releases the key (5xx, or no answer), then calls
+   * `after`, also when the store failed (that is logged): the answer goes out either way.
+   */
+  finish (after: () => void): void {
     this.over = true
     this.stopRenewal()
     const store = this.store as IdempotencyStore
@@ -101,7 +106,8 @@ class KeyedRequest {
     if (this.payload === null || this.status >= 500) {
       call(() => store.release(this.storeKey, token), (error) => {
         log.warn({ err: error }, 'fastify-precondition: releasing an Idempotency-Key failed; it frees at the end of its lease')
-      })
+        after()
+      }, after)
       return
     }
     const response: StoredResponse = { status: this.status, headers: {}, body: this.payload }
@@ -112,8 +118,10 @@ class KeyedRequest {
     }
     call(() => store.complete(this.storeKey, token, response, this.ttl), (error) => {
       log.warn({ err: error }, 'fastify-precondition: storing the response of an Idempotency-Key failed; a retry will run again')
+      after()
     }, (stored) => {
       if (stored === false) log.warn('fastify-precondition: the Idempotency-Key lease was lost before the response was stored; a retry will run again')
+      after()
     })
   }
 
@@ -207,7 +215,7 @@ function onResponseClose (this: ClaimedResponse): void {
   keyed.settle()
 }
 
-type HookName = 'onRequest' | 'preParsing' | 'preHandler' | 'onSend'
+type HookName = 'preParsing' | 'preHandler' | 'onSend'
 
 /** Route hooks as a fresh array: user arrays are shared with Fastify's automatic HEAD route. */
 function appendHook (routeOptions: RouteOptions, name: HookName, hook: unknown): void {
@@ -234,32 +242,27 @@ export function wireIdempotency (routeOptions: RouteOptions, policy: Idempotency
   const { required, ttl, scope } = policy
   const route = routeOptions.url
 
-  appendHook(routeOptions, 'onRequest', function readIdempotencyKey (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction) {
+  // One preParsing hook reads the key and starts the digest: before the body is read, after every
+  // onRequest hook (auth answers an unauthenticated client first, and rate limits count the 400s),
+  // and one hook stage fewer than an onRequest hook for the key would cost.
+  appendHook(routeOptions, 'preParsing', function readIdempotencyKey (request: FastifyRequest, reply: FastifyReply, payload: Readable, done: (error: Error | null, payload?: Readable) => void) {
     if (isSafe(request.method)) {
-      done()
+      done(null, payload)
       return
     }
     const parsed = parseIdempotencyKey(request.headers['idempotency-key'])
     if (parsed.ok) {
-      (request as IdempotentRequest)[kIdempotency] = new KeyedRequest(parsed.key, request)
-      done()
+      const keyed = new KeyedRequest(parsed.key, request)
+      ;(request as IdempotentRequest)[kIdempotency] = keyed
+      if (hasBody(request.headers)) keyed.body = new BodyDigest(payload)
+      done(null, payload)
     } else if (parsed.reason === 'invalid') {
       problems.sendIdempotencyProblem(reply, ProblemCode.IDEMPOTENCY_KEY_INVALID, request.url)
     } else if (required) {
       problems.sendIdempotencyProblem(reply, ProblemCode.IDEMPOTENCY_KEY_MISSING, request.url)
     } else {
-      done()
-    }
-  })
-
-  appendHook(routeOptions, 'preParsing', function digestBody (request: FastifyRequest, _reply: FastifyReply, payload: Readable, done: (error: Error | null, payload?: Readable) => void) {
-    const keyed = (request as IdempotentRequest)[kIdempotency]
-    if (keyed === null || keyed === undefined || !hasBody(request.headers)) {
       done(null, payload)
-      return
     }
-    keyed.body = new BodyDigest(payload)
-    done(null, payload)
   })
 
   function answer (keyed: KeyedRequest, request: FastifyRequest, reply: FastifyReply, result: ClaimResult, done: HookHandlerDoneFunction): void {
@@ -272,7 +275,7 @@ export function wireIdempotency (routeOptions: RouteOptions, policy: Idempotency
       if (clientGone(raw)) {
         // The client left while the claim was made: nothing will answer it.
         keyed.closed = true
-        keyed.finish()
+        keyed.finish(ignore)
         return
       }
       raw[kIdempotency] = keyed
@@ -283,7 +286,8 @@ export function wireIdempotency (routeOptions: RouteOptions, policy: Idempotency
       keyed.replayed = true
       const stored = result.response
       reply.code(stored.status)
-      for (const [name, value] of Object.entries(stored.headers)) reply.header(name, value)
+      const headers = stored.headers
+      for (const name in headers) reply.header(name, headers[name])
       reply.header('idempotent-replayed', 'true').send(stored.body)
     } else if (result.state === 'running') {
       problems.sendIdempotencyProblem(reply, ProblemCode.IDEMPOTENCY_KEY_IN_USE, request.url)
@@ -334,42 +338,6 @@ export function wireIdempotency (routeOptions: RouteOptions, policy: Idempotency
     }
   })
 
-  appendHook(routeOptions, 'onSend', function captureResponse (request: FastifyRequest, reply: FastifyReply, payload: unknown, done: (error: Error | null, payload?: unknown) => void) {
-    const keyed = (request as IdempotentRequest)[kIdempotency]
-    if (keyed === null || keyed === undefined || keyed.store === null || keyed.over || keyed.status !== 0) {
-      done(null, payload)
-      return
-    }
-    keyed.status = reply.statusCode
-    keyed.pending = false
-    if (keyed.status >= 500) {
-      keyed.settle()
-      done(null, payload)
-      return
-    }
-    const bytes = toBuffer(payload)
-    if (bytes !== null) {
-      keyed.payload = bytes
-      keyed.settle()
-      done(null, payload)
-      return
-    }
-    // A stream: read it whole, so the bytes sent are the bytes stored.
-    const chunks: Buffer[] = []
-    const stream = payload as Readable
-    stream.on('data', (chunk: Buffer | string) => chunks.push(Buffer.from(chunk)))
-    stream.once('error', (error) => {
-      keyed.status = 500
-      keyed.settle()
-      done(error)
-    })
-    stream.once('end', () => {
-      keyed.payload = Buffer.concat(chunks)
-      keyed.settle()
-      done(null, keyed.payload)
-    })
-  })
-
   const handler = routeOptions.handler
   routeOptions.handler = function idempotentHandler (this: ThisParameterType<RouteOptions['handler']>, request: FastifyRequest, reply: FastifyReply) {
     const keyed = (request as IdempotentRequest)[kIdempotency]
@@ -395,4 +363,40 @@ export function wireIdempotency (routeOptions: RouteOptions, policy: Idempotency
     }
     return result
   }
+}
+
+/**
+ * Adds the hook that captures a claimed request's answer and stores it (or releases the key on a
+ * 5xx) before the answer is sent, so a client that has the answer and sends the key again gets
+ * the replay, never a 409. Call it after every other onSend hook the plugin adds to the route, so
+ * the headers stored (ETag, Last-Modified) are the ones sent.
+ */
+export function wireIdempotentResponse (routeOptions: RouteOptions): void {
+  appendHook(routeOptions, 'onSend', function captureResponse (request: FastifyRequest, reply: FastifyReply, payload: unknown, done: (error: Error | null, payload?: unknown) => void) {
+    const keyed = (request as IdempotentRequest)[kIdempotency]
+    if (keyed === null || keyed === undefined || keyed.store === null || keyed.over || keyed.status !== 0) {
+      done(null, payload)
+      return
+    }
+    keyed.status = reply.statusCode
+    keyed.pending = false
+    const bytes = keyed.status >= 500 ? null : toBuffer(payload)
+    if (keyed.status >= 500 || bytes !== null) {
+      keyed.payload = bytes
+      keyed.finish(() => done(null, payload))
+      return
+    }
+    // A stream: read it whole, so the bytes sent are the bytes stored.
+    const chunks: Buffer[] = []
+    const stream = payload as Readable
+    stream.on('data', (chunk: Buffer | string) => chunks.push(Buffer.from(chunk)))
+    stream.once('error', (error) => {
+      keyed.status = 500
+      keyed.finish(() => done(error))
+    })
+    stream.once('end', () => {
+      keyed.payload = Buffer.concat(chunks)
+      keyed.finish(() => done(null, keyed.payload))
+    })
+  })
 }

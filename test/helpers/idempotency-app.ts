@@ -2,7 +2,7 @@
 // `config: { idempotency }` get `wireIdempotency`'s hooks, with the problems and store given.
 import Fastify, { type FastifyHttpOptions, type FastifyInstance, type RouteOptions } from 'fastify'
 import fp from 'fastify-plugin'
-import { decorateIdempotency, Renewals, wireIdempotency } from '../../lib/idempotency/hooks.js'
+import { decorateIdempotency, Renewals, wireIdempotency, wireIdempotentResponse } from '../../lib/idempotency/hooks.js'
 import { MemoryIdempotencyStore } from '../../lib/idempotency/memory.js'
 import { toIdempotencyPolicy } from '../../lib/idempotency/policy.js'
 import type { IdempotencyStore } from '../../lib/idempotency/store.js'
@@ -23,6 +23,7 @@ export const idempotencyPlugin = fp(async function idempotency (fastify: Fastify
     const policy = toIdempotencyPolicy(config.idempotency, `${String(routeOptions.method)} ${routeOptions.url}`)
     if (policy === null) return
     wireIdempotency(routeOptions, policy, state)
+    wireIdempotentResponse(routeOptions)
     // Stands for the hooks the plugin adds after the claim (the write lock, the preconditions).
     if (config.afterClaim !== undefined) routeOptions.preHandler = [...routeOptions.preHandler as unknown[], config.afterClaim] as RouteOptions['preHandler']
   })
