@@ -3,10 +3,29 @@ import { test } from 'tap'
 import { Renewals } from '../lib/idempotency/hooks.js'
 import { sleep } from './helpers/http.js'
 
+/** Waits (up to 2 s) until `condition` holds. */
+async function until (condition: () => boolean): Promise<void> {
+  const end = Date.now() + 2000
+  while (!condition()) {
+    if (Date.now() > end) throw new Error('timed out')
+    await sleep(2)
+  }
+}
+
 type Claim = Parameters<Renewals['add']>[0]
 
-function claim (): Claim & { renewed: number } {
-  const fake = { renewed: 0, renewals: null, renew () { fake.renewed++ } }
+/** A stand-in claim; `lost` makes its renewal find the lease lost and take it out, as a claim does. */
+function claim (lost = false): Claim & { renewed: number } {
+  const fake = {
+    renewed: 0,
+    renewals: null as Renewals | null,
+    previousRenewal: null,
+    nextRenewal: null,
+    renew () {
+      fake.renewed++
+      if (lost) fake.renewals?.delete(fake as unknown as Claim)
+    }
+  }
   return fake as unknown as Claim & { renewed: number }
 }
 
@@ -17,23 +36,47 @@ test('every running claim is renewed each third of the lease, from one timer tha
   for (const one of claims) renewals.add(one)
   t.equal(renewals.size, 50)
   t.ok(renewals.ticking, 'the timer runs')
-  await sleep(75)
-  t.ok(claims.every((one) => one.renewed >= 2 && one.renewed <= 4), `each renewed every 20 ms (${claims.map((one) => one.renewed).join(',')})`)
+  const started = Date.now()
+  await until(() => claims[0].renewed >= 2)
+  t.ok(Date.now() - started >= 30, `not long before two thirds of the lease (${Date.now() - started} ms)`)
+  t.ok(claims.every((one) => one.renewed === claims[0].renewed), 'each tick renews every claim')
   for (const one of claims.slice(1)) renewals.delete(one)
   const counts = claims.map((one) => one.renewed)
-  await sleep(45)
-  t.ok(claims[0].renewed > counts[0], 'the claim still running is still renewed')
+  await until(() => claims[0].renewed > counts[0] + 1)
+  t.pass('the claim still running is still renewed')
   t.same(claims.slice(1).map((one) => one.renewed), counts.slice(1), 'the others are not')
   renewals.delete(claims[0])
-  await sleep(50)
-  t.notOk(renewals.ticking, 'the timer stopped on a tick with nothing to renew')
+  await until(() => !renewals.ticking)
+  t.pass('the timer stopped on a tick with nothing to renew')
   const late = claim()
   renewals.add(late)
   t.ok(renewals.ticking, 'and starts again with the next claim')
-  await sleep(30)
-  t.equal(late.renewed, 1, 'renewed within a third of the lease')
+  await until(() => late.renewed === 1)
+  t.pass('renewed')
   renewals.close()
   t.notOk(renewals.ticking, 'close() stops it')
+})
+
+test('claims leave the list from its head, middle and tail, also while it is walked', async (t) => {
+  const renewals = new Renewals(30)
+  t.teardown(() => renewals.close())
+  const [a, b, c, d] = [claim(), claim(true), claim(), claim(true)]
+  for (const one of [a, b, c, d]) renewals.add(one) // the list: d c b a
+  t.equal(renewals.size, 4)
+  await until(() => a.renewed >= 1)
+  t.same([b, c, d].map((one) => one.renewed), [1, 1, 1], 'one tick renewed each, the lost ones too')
+  t.equal(renewals.size, 2, 'the two whose lease was lost are out (the head and one in the middle)')
+  renewals.delete(a) // the tail
+  const renewed = a.renewed
+  await until(() => c.renewed >= renewed + 1)
+  t.equal(a.renewed, renewed, 'only the one left is renewed again')
+  t.same([b.renewed, d.renewed], [1, 1], 'the lost ones are not renewed again')
+  renewals.delete(c)
+  t.equal(renewals.size, 0)
+  const e = claim()
+  renewals.add(e)
+  await until(() => e.renewed >= 1)
+  t.pass('the emptied list takes claims again')
 })
 
 test('a lease shorter than 3 ms is renewed every millisecond', async (t) => {

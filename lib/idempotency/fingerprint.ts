@@ -1,5 +1,6 @@
-// What makes two requests "the same request" for an Idempotency-Key: method, route, URL, scope
-// and a SHA-256 of the body bytes as they arrived.
+// What makes two requests "the same request" for an Idempotency-Key: method, route, URL and the
+// body bytes as they arrived, hashed together with SHA-256 into one fingerprint. (The scope is not
+// in it: it is part of the store key, so requests under two scopes never meet.)
 //
 // The body is hashed as the content-type parser consumes it, seen through the stream's own 'data'
 // events: every way of reading a Readable (a 'data' listener, pipe, read() in paused mode, async
@@ -10,35 +11,33 @@
 // a tick per chunk), the largest share of a keyed POST. Hashing the parsed body
 // (JSON.stringify of request.body) would call two different byte sequences the same request, and
 // depend on the schema's coercions.
+//
+// What is hashed: the head — method, route and URL, each length-prefixed, so no choice of values
+// can make two different requests encode alike ("a" + "bc" against "ab" + "c") — then "b" and
+// the body bytes, or "u" when no parser read the body (the handler reads it itself, so its bytes
+// are not known before it runs and such requests are told apart by their head alone).
 import * as crypto from 'node:crypto'
 import { createHash, type Hash } from 'node:crypto'
 
 // crypto.hash (Node 20.12+; the package needs 20.19) hashes in one call without a Hash object.
 const hash = (crypto as unknown as { hash: (algorithm: string, data: string | Buffer, encoding: 'base64url') => string }).hash
 
-/** The digest of an empty body. */
-export const EMPTY_BODY_DIGEST = hash('sha256', '', 'base64url')
-
-/**
- * Stands for the body when the handler, not a content-type parser, reads it: its digest is not
- * known before the handler runs, so such requests are told apart by method, route, URL and scope.
- */
-export const UNREAD_BODY = 'unread'
-
 type Emit = (this: NodeJS.ReadableStream, event: string | symbol, ...args: unknown[]) => boolean
 
 /**
- * The SHA-256 of what a stream hands its reader; `digest` is set once the stream emitted 'end'.
- * A body of one chunk (most JSON bodies) is hashed in one call when it ends; a longer one is
- * hashed chunk by chunk, so no chunk is kept.
+ * The fingerprint of a request whose body a stream hands its reader; `fingerprint` is set once the
+ * stream emitted 'end'. A body of one chunk (most JSON bodies) is hashed in one call when it ends;
+ * a longer one chunk by chunk, so no chunk is kept.
  */
 export class BodyDigest {
-  digest: string | null = null
+  fingerprint: string | null = null
+  private readonly head: string
   private first: Buffer | null = null
   private hash: Hash | null = null
 
   /** Starts watching `stream`; call it before the stream is handed to its reader. */
-  constructor (stream: NodeJS.ReadableStream) {
+  constructor (stream: NodeJS.ReadableStream, head: string) {
+    this.head = head + 'b'
     const emit = stream.emit as Emit
     const digest = this
     stream.emit = function emitHashed (this: NodeJS.ReadableStream, event: string | symbol, chunk?: unknown) {
@@ -57,14 +56,15 @@ export class BodyDigest {
     } else if (this.first === null) {
       this.first = bytes
     } else {
-      this.hash = createHash('sha256').update(this.first).update(bytes)
+      this.hash = createHash('sha256').update(this.head).update(this.first).update(bytes)
       this.first = null
     }
   }
 
   private end (): void {
-    if (this.hash !== null) this.digest = this.hash.digest('base64url')
-    else this.digest = this.first === null ? EMPTY_BODY_DIGEST : hash('sha256', this.first, 'base64url')
+    if (this.hash !== null) this.fingerprint = this.hash.digest('base64url')
+    else if (this.first === null) this.fingerprint = hash('sha256', this.head, 'base64url')
+    else this.fingerprint = hash('sha256', Buffer.concat([Buffer.from(this.head), this.first]), 'base64url')
     this.hash = null
     this.first = null
   }
@@ -76,26 +76,16 @@ export function hasBody (headers: Record<string, string | string[] | undefined>)
   return headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0')
 }
 
-export interface FingerprintParts {
-  method: string
-  /** The route as declared (`/orders/:id`). */
-  route: string
-  /** The request URL, path and query, as sent. */
-  url: string
-  scope: string
-  /** `BodyDigest.digest`, `EMPTY_BODY_DIGEST` or `UNREAD_BODY`. */
-  body: string
-}
-
 function encoded (part: string): string {
   return String(Buffer.byteLength(part)) + ':' + part + ';'
 }
 
-/**
- * One string for the parts, hashed. Every part is length-prefixed, so no choice of values can
- * make two different requests encode alike ("a" + "bc" against "ab" + "c"). Hashed in one call:
- * the digest is that of the parts hashed one after another, as stores already hold it.
- */
-export function fingerprint (parts: FingerprintParts): string {
-  return hash('sha256', encoded(parts.method) + encoded(parts.route) + encoded(parts.url) + encoded(parts.scope) + encoded(parts.body), 'base64url')
+/** What a fingerprint hashes before the body: method, route (as declared) and URL (as sent). */
+export function requestHead (method: string, route: string, url: string): string {
+  return encoded(method) + encoded(route) + encoded(url)
+}
+
+/** The fingerprint of a request with no body (`body: 'empty'`) or whose body no parser read. */
+export function headFingerprint (head: string, body: 'empty' | 'unread'): string {
+  return hash('sha256', head + (body === 'empty' ? 'b' : 'u'), 'base64url')
 }

@@ -8,13 +8,12 @@
 // 'close'     of the response: the answer is stored (2xx–4xx) or the key released (5xx, nothing
 //             sent). A handler still running for a client that left keeps the key until it is over.
 import type { FastifyReply, FastifyRequest, HookHandlerDoneFunction, RouteOptions } from 'fastify'
-import type { ServerResponse } from 'node:http'
 import type { Readable } from 'node:stream'
 import { ProblemCode } from '../errors.js'
 import { isSafe } from '../policy.js'
 import type { ProblemWriter } from '../problem.js'
 import { clientGone } from '../write-gate.js'
-import { BodyDigest, EMPTY_BODY_DIGEST, fingerprint, hasBody, UNREAD_BODY } from './fingerprint.js'
+import { BodyDigest, hasBody, headFingerprint, requestHead } from './fingerprint.js'
 import { parseIdempotencyKey } from './key.js'
 import type { IdempotencyPolicy } from './policy.js'
 import type { ClaimResult, IdempotencyStore, StoredResponse } from './store.js'
@@ -32,7 +31,6 @@ export const REPLAYED_HEADERS = ['content-type', 'location', 'etag', 'last-modif
 const kIdempotency = Symbol('fastify-precondition.idempotency')
 
 type IdempotentRequest = FastifyRequest & { [kIdempotency]?: KeyedRequest | null }
-type ClaimedResponse = ServerResponse & { [kIdempotency]?: KeyedRequest }
 
 /**
  * Declares the request slot the hooks use, so requests keep one shape. Optional (the hooks work
@@ -55,7 +53,8 @@ function isThenable<T> (value: unknown): value is PromiseLike<T> {
 class KeyedRequest {
   readonly key: string
   readonly request: FastifyRequest
-  body: string | BodyDigest = EMPTY_BODY_DIGEST
+  /** The body's digest, when the request has one. */
+  body: BodyDigest | null = null
   storeKey = ''
   token: string | null = null
   replayed = false
@@ -68,7 +67,10 @@ class KeyedRequest {
   closed = false
   status = 0
   payload: Buffer | null = null
+  /** The store's Renewals while the lease is renewed, and this claim's neighbours in its list. */
   renewals: Renewals | null = null
+  previousRenewal: KeyedRequest | null = null
+  nextRenewal: KeyedRequest | null = null
   ttl = 0
   store: IdempotencyStore | null = null
   reply: FastifyReply | null = null
@@ -148,7 +150,10 @@ class KeyedRequest {
  * is renewed within a third of the lease of being made, and every third of the lease after.
  */
 export class Renewals {
-  private readonly running = new Set<KeyedRequest>()
+  // A doubly linked list through the claims themselves: adding and removing one costs no
+  // allocation and no hashing, as a Set's would.
+  private head: KeyedRequest | null = null
+  private count = 0
   private timer: NodeJS.Timeout | null = null
   private readonly interval: number
 
@@ -158,7 +163,7 @@ export class Renewals {
 
   /** How many claims are being renewed (for tests and monitoring). */
   get size (): number {
-    return this.running.size
+    return this.count
   }
 
   /** Whether the timer is running. */
@@ -167,25 +172,39 @@ export class Renewals {
   }
 
   add (keyed: KeyedRequest): void {
-    this.running.add(keyed)
     keyed.renewals = this
+    keyed.nextRenewal = this.head
+    if (this.head !== null) this.head.previousRenewal = keyed
+    this.head = keyed
+    this.count++
     if (this.timer !== null) return
     this.timer = setInterval(() => this.tick(), this.interval)
     this.timer.unref()
   }
 
+  /** Takes out a claim that `add` put in (and not yet taken out). */
   delete (keyed: KeyedRequest): void {
-    this.running.delete(keyed)
+    const { previousRenewal: previous, nextRenewal: next } = keyed
+    if (previous === null) this.head = next
+    else previous.nextRenewal = next
+    if (next !== null) next.previousRenewal = previous
+    keyed.previousRenewal = null
+    keyed.nextRenewal = null
+    this.count--
   }
 
   private tick (): void {
     // Stopped on a tick that finds nothing to renew, not each time the set empties: under load
     // it empties and fills many times a second.
-    if (this.running.size === 0) {
+    if (this.head === null) {
       this.close()
       return
     }
-    for (const keyed of this.running) keyed.renew()
+    // The next one is read first: a renewal that finds the lease lost takes its claim out.
+    for (let keyed: KeyedRequest | null = this.head, next; keyed !== null; keyed = next) {
+      next = keyed.nextRenewal
+      keyed.renew()
+    }
   }
 
   close (): void {
@@ -208,12 +227,6 @@ function call<T> (run: () => T | Promise<T>, failed: (error: unknown) => void, s
 }
 
 function ignore (): void {}
-
-function onResponseClose (this: ClaimedResponse): void {
-  const keyed = this[kIdempotency] as KeyedRequest
-  keyed.closed = true
-  keyed.settle()
-}
 
 type HookName = 'preParsing' | 'preHandler' | 'onSend'
 
@@ -254,7 +267,7 @@ export function wireIdempotency (routeOptions: RouteOptions, policy: Idempotency
     if (parsed.ok) {
       const keyed = new KeyedRequest(parsed.key, request)
       ;(request as IdempotentRequest)[kIdempotency] = keyed
-      if (hasBody(request.headers)) keyed.body = new BodyDigest(payload)
+      if (hasBody(request.headers)) keyed.body = new BodyDigest(payload, requestHead(request.method, route, request.url))
       done(null, payload)
     } else if (parsed.reason === 'invalid') {
       problems.sendIdempotencyProblem(reply, ProblemCode.IDEMPOTENCY_KEY_INVALID, request.url)
@@ -266,7 +279,7 @@ export function wireIdempotency (routeOptions: RouteOptions, policy: Idempotency
   })
 
   function answer (keyed: KeyedRequest, request: FastifyRequest, reply: FastifyReply, result: ClaimResult, done: HookHandlerDoneFunction): void {
-    const raw = reply.raw as ClaimedResponse
+    const raw = reply.raw
     if (result.state === 'claimed') {
       keyed.token = result.token
       keyed.store = store
@@ -278,8 +291,11 @@ export function wireIdempotency (routeOptions: RouteOptions, policy: Idempotency
         keyed.finish(ignore)
         return
       }
-      raw[kIdempotency] = keyed
-      raw.on('close', onResponseClose)
+      // A closure, not a property on the response: Node's own objects keep their shape.
+      raw.on('close', () => {
+        keyed.closed = true
+        keyed.settle()
+      })
       renewals.add(keyed)
       done()
     } else if (result.state === 'done') {
@@ -320,10 +336,12 @@ export function wireIdempotency (routeOptions: RouteOptions, policy: Idempotency
       done(new TypeError(`concurrency.idempotency.scope must return a string; got ${typeof owner}`))
       return
     }
-    const body = typeof keyed.body === 'string' ? keyed.body : keyed.body.digest ?? UNREAD_BODY
-    const print = fingerprint({ method: request.method, route, url: request.url, scope: owner, body })
+    const digest = keyed.body
+    const print = digest === null
+      ? headFingerprint(requestHead(request.method, route, request.url), 'empty')
+      : digest.fingerprint ?? headFingerprint(requestHead(request.method, route, request.url), 'unread')
     // JSON keeps the scope and the key apart whatever characters they hold.
-    keyed.storeKey = JSON.stringify([owner, keyed.key])
+    keyed.storeKey = '[' + JSON.stringify(owner) + ',' + JSON.stringify(keyed.key) + ']'
     let claimed
     try {
       claimed = store.claim(keyed.storeKey, print, store.lease)
