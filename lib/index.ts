@@ -249,7 +249,8 @@ const plugin: FastifyPluginAsync<FastifyPreconditionOptions> = async function fa
         const store = state.idempotencyStore ?? new MemoryIdempotencyStore()
         state.idempotency = { store, problems: state.problems, renewals: new Renewals(store.lease) }
       }
-      wireIdempotency(routeOptions, policy.idempotency, state.idempotency)
+      // Claimed in the handler where no precondition hook or gate of the plugin's comes after.
+      wireIdempotency(routeOptions, policy.idempotency, state.idempotency, policy.validators === null && !policy.lock ? 'handler' : 'preHandler')
     }
     wireRoute(routeOptions, policy, state)
     // Last, so the answer is stored with the headers the other onSend hooks set.

@@ -317,7 +317,19 @@ export function gateHandler (gate: RouteGate, isSafe: (method: string) => boolea
     } catch (error) {
       return write.failed(error)
     }
-    if (!isThenable<Lease>(lease)) return write.acquired(lease)
-    return lease.then((held) => write.acquired(held), (error: unknown) => write.failed(error))
+    if (!isThenable<Lease>(lease)) {
+      const result = write.acquired(lease)
+      return isThenable(result) ? result.then(orReply(reply)) : result
+    }
+    return lease.then((held) => write.acquired(held), (error: unknown) => write.failed(error)).then(orReply(reply))
   }
+}
+
+/**
+ * For a handler run later, inside a promise Fastify waits on: a handler that returned nothing
+ * answers by itself (from a callback, or hijacked), so the promise gives the reply, which settles
+ * once the response has ended. Given undefined, Fastify would send an empty answer at once.
+ */
+function orReply (reply: FastifyReply): (result: unknown) => unknown {
+  return (result) => result === undefined ? reply : result
 }

@@ -505,6 +505,33 @@ test('a client that has its answer and sends the key again at once gets the repl
   }
 })
 
+test('a store that answers with promises: a callback-style handler answers by itself, and replays and 409s still come', async (t) => {
+  const memory = new MemoryIdempotencyStore()
+  const later = <T>(value: T) => new Promise<T>((resolve) => setTimeout(() => resolve(value), 5))
+  const store = fakeStore({
+    lease: memory.lease,
+    claim: (...args) => later(memory.claim(...args)),
+    complete: (...args) => later(memory.complete(...args)),
+    release: (...args) => later(memory.release(...args))
+  })
+  const app = await idempotencyApp({ store })
+  let runs = 0
+  app.post('/callback', { config: { idempotency: true } }, function (_request, reply) {
+    runs++
+    setTimeout(() => reply.code(201).send(`answered later ${runs}`), 30)
+  })
+  const port = await start(t, app)
+  const request = { method: 'POST', path: '/callback', headers: { 'idempotency-key': 'k' } }
+  const [first, during] = await Promise.all([send(port, request), sleep(15).then(() => send(port, request))])
+  t.equal(first.status, 201)
+  t.equal(first.body, 'answered later 1', 'the handler\'s own answer, not an empty one sent for it')
+  t.equal(during.status, 409, 'while it runs')
+  const again = await send(port, request)
+  t.equal(again.body, first.body)
+  t.equal(again.headers['idempotent-replayed'], 'true')
+  t.equal(runs, 1)
+})
+
 test('the lease is renewed while the handler runs; a lost lease is reported', async (t) => {
   const memory = new MemoryIdempotencyStore({ lease: 30 })
   const renewals: boolean[] = []

@@ -46,6 +46,50 @@ test('synchronous handlers: answered in the call, on return, later from a callba
   t.same(seen, [1, 1], 'the lock was held until the late answers were written')
 })
 
+test('a lock store that answers with promises: a callback-style handler answers by itself', async (t) => {
+  const app = Fastify()
+  const memory = new MemoryLockStore()
+  // A store whose leases arrive later, as a remote store's do.
+  const store: LockStore = {
+    acquire: async (key, timeout) => {
+      await sleep(5)
+      return await memory.acquire(key, timeout)
+    }
+  }
+  await app.register(fastifyPrecondition, { lockStore: store })
+  const seen: number[] = []
+  app.put('/later', { concurrency: { lock: true, key: () => 'one' } }, (_request, reply) => {
+    setTimeout(() => {
+      seen.push(memory.size)
+      reply.send('sent later')
+    }, 30)
+  })
+  app.put('/hijacked', { concurrency: { lock: true, key: () => 'one' } }, (_request, reply) => {
+    reply.hijack()
+    setTimeout(() => reply.raw.end('written by hand'), 30)
+  })
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  t.teardown(() => app.close())
+  const port = (app.server.address() as { port: number }).port
+  const res = await send(port, { method: 'PUT', path: '/later' })
+  t.equal(res.body, 'sent later', 'the handler\'s own answer, not an empty one sent for it')
+  t.same(seen, [1], 'the lock was held until it answered')
+  t.equal((await send(port, { method: 'PUT', path: '/hijacked' })).body, 'written by hand')
+  await sleep(10)
+  t.equal(memory.size, 0, 'lock given back')
+
+  // The memory store's lease comes at once; the validators' promise comes later.
+  const app2 = Fastify()
+  await app2.register(fastifyPrecondition)
+  app2.put('/later', { concurrency: { validators: async () => ({ etag: '"v1"' }) } }, (_request, reply) => {
+    setTimeout(() => reply.send('sent later'), 30)
+  })
+  await app2.listen({ port: 0, host: '127.0.0.1' })
+  t.teardown(() => app2.close())
+  const port2 = (app2.server.address() as { port: number }).port
+  t.equal((await send(port2, { method: 'PUT', path: '/later', headers: { 'if-match': '"v1"' } })).body, 'sent later', 'async validators: the handler\'s own answer')
+})
+
 test('a synchronous handler that answers later for a client that left keeps the lock until it answers', async (t) => {
   const app = Fastify()
   const store = new MemoryLockStore()

@@ -22,7 +22,10 @@ export const idempotencyPlugin = fp(async function idempotency (fastify: Fastify
     if (config?.idempotency === undefined) return
     const policy = toIdempotencyPolicy(config.idempotency, `${String(routeOptions.method)} ${routeOptions.url}`)
     if (policy === null) return
-    wireIdempotency(routeOptions, policy, state)
+    // Like the plugin: claimed in a preHandler hook when hooks follow the claim, else in the
+    // handler; IDEMPOTENCY_CLAIM_IN=preHandler runs a test file with the claim always in the hook.
+    const claimIn = config.afterClaim === undefined && process.env.IDEMPOTENCY_CLAIM_IN !== 'preHandler' ? 'handler' : 'preHandler'
+    wireIdempotency(routeOptions, policy, state, claimIn)
     wireIdempotentResponse(routeOptions)
     // Stands for the hooks the plugin adds after the claim (the write lock, the preconditions).
     if (config.afterClaim !== undefined) routeOptions.preHandler = [...routeOptions.preHandler as unknown[], config.afterClaim] as RouteOptions['preHandler']
