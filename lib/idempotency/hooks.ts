@@ -2,11 +2,14 @@
 //
 // preParsing  the key's syntax (400 when it is malformed, or missing where required); the body is
 //             hashed as the content-type parser reads it.
-// preHandler  the key is claimed (after the route's own hooks, before any write lock): a stored
-//             response is replayed, a running one answered 409, another request's key 422.
-// onSend      the claimed request's answer is captured.
-// 'close'     of the response: the answer is stored (2xx–4xx) or the key released (5xx, nothing
-//             sent). A handler still running for a client that left keeps the key until it is over.
+// claim       after every hook of the route (auth), before any write lock: in place of the
+//             handler, or in a last preHandler hook where the plugin's precondition hooks or gate
+//             follow. A stored response is replayed, a running one answered 409, another request's
+//             key 422.
+// onSend      the claimed request's answer is stored (2xx–4xx) or its key released (5xx) before
+//             it is sent.
+// 'close'     of a response that got no answer: the key is released once the handler is over. A
+//             handler still running for a client that left keeps the key until it is over.
 import type { FastifyReply, FastifyRequest, HookHandlerDoneFunction, RouteOptions } from 'fastify'
 import type { Readable } from 'node:stream'
 import { ProblemCode } from '../errors.js'
