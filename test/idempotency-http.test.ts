@@ -4,7 +4,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { Readable } from 'node:stream'
 import { test, type Test } from 'tap'
 import { ProblemCode } from '../lib/errors.js'
-import { isReplay } from '../lib/idempotency/hooks.js'
+import { ANSWER_STORE_WAIT, isReplay } from '../lib/idempotency/hooks.js'
 import { MemoryIdempotencyStore } from '../lib/idempotency/memory.js'
 import type { ClaimResult, IdempotencyStore } from '../lib/idempotency/store.js'
 import { idempotencyApp, listen } from './helpers/idempotency-app.js'
@@ -530,6 +530,42 @@ test('a store that answers with promises: a callback-style handler answers by it
   t.equal(again.body, first.body)
   t.equal(again.headers['idempotent-replayed'], 'true')
   t.equal(runs, 1)
+})
+
+test('a store that hangs holds an answer up for at most ANSWER_STORE_WAIT, then the answer goes out', async (t) => {
+  const memory = new MemoryIdempotencyStore()
+  // Completing and releasing take longer than the wait; they still finish, later.
+  const stored: string[] = []
+  const slow = fakeStore({
+    lease: memory.lease,
+    claim: memory.claim.bind(memory),
+    complete: async (...args) => {
+      await sleep(ANSWER_STORE_WAIT + 300)
+      stored.push('complete')
+      return memory.complete(...args)
+    },
+    release: async (...args) => {
+      await sleep(ANSWER_STORE_WAIT + 300)
+      stored.push('release')
+      memory.release(...args)
+    }
+  })
+  const log = logged()
+  const app = await idempotencyApp({ store: slow }, { logger: log.logger })
+  app.post('/x/:status', { config: { idempotency: true } }, async (request, reply) => reply.code(Number((request.params as { status: string }).status)).send('answer'))
+  const port = await start(t, app)
+  for (const status of [201, 500]) {
+    const started = Date.now()
+    const res = await send(port, { method: 'POST', path: `/x/${status}`, headers: { 'idempotency-key': `k${status}` } })
+    const waited = Date.now() - started
+    t.equal(res.status, status)
+    t.ok(waited >= ANSWER_STORE_WAIT - 50 && waited < ANSWER_STORE_WAIT + 250, `${status}: answered after ${waited} ms`)
+  }
+  await until('the store calls to finish', () => stored.length === 2)
+  t.same(stored, ['complete', 'release'])
+  t.same(log.lines, [], 'nothing sent twice, nothing logged')
+  const again = await send(port, { method: 'POST', path: '/x/201', headers: { 'idempotency-key': 'k201' } })
+  t.equal(again.headers['idempotent-replayed'], 'true', 'the late completion was stored')
 })
 
 test('the lease is renewed while the handler runs; a lost lease is reported', async (t) => {

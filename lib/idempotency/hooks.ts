@@ -108,26 +108,31 @@ class KeyedRequest {
     const store = this.store as IdempotencyStore
     const token = this.token as string
     const log = this.request.log
+    // `proceed` is read when the store is done: while it is pending it becomes a once-only
+    // `after` that a timer also calls, so a store that hangs holds the answer up for a bounded time.
+    let proceed = after
+    let over
     if (this.payload === null || this.status >= 500) {
-      call(() => store.release(this.storeKey, token), (error) => {
+      over = call(() => store.release(this.storeKey, token), (error) => {
         log.warn({ err: error }, 'fastify-precondition: releasing an Idempotency-Key failed; it frees at the end of its lease')
-        after()
-      }, after)
-      return
+        proceed()
+      }, () => proceed())
+    } else {
+      const response: StoredResponse = { status: this.status, headers: {}, body: this.payload }
+      const reply = this.reply as FastifyReply
+      for (const name of REPLAYED_HEADERS) {
+        const value = reply.getHeader(name)
+        if (value !== undefined) response.headers[name] = String(value)
+      }
+      over = call(() => store.complete(this.storeKey, token, response, this.ttl), (error) => {
+        log.warn({ err: error }, 'fastify-precondition: storing the response of an Idempotency-Key failed; a retry will run again')
+        proceed()
+      }, (stored) => {
+        if (stored === false) log.warn('fastify-precondition: the Idempotency-Key lease was lost before the response was stored; a retry will run again')
+        proceed()
+      })
     }
-    const response: StoredResponse = { status: this.status, headers: {}, body: this.payload }
-    const reply = this.reply as FastifyReply
-    for (const name of REPLAYED_HEADERS) {
-      const value = reply.getHeader(name)
-      if (value !== undefined) response.headers[name] = String(value)
-    }
-    call(() => store.complete(this.storeKey, token, response, this.ttl), (error) => {
-      log.warn({ err: error }, 'fastify-precondition: storing the response of an Idempotency-Key failed; a retry will run again')
-      after()
-    }, (stored) => {
-      if (stored === false) log.warn('fastify-precondition: the Idempotency-Key lease was lost before the response was stored; a retry will run again')
-      after()
-    })
+    if (!over && after !== ignore) proceed = onceWithin(after)
   }
 
   /** Extends the lease; called by the store's Renewals while the request runs. */
@@ -216,17 +221,44 @@ export class Renewals {
   }
 }
 
-/** Runs a store call that may throw, answer a value, or answer a promise. */
-function call<T> (run: () => T | Promise<T>, failed: (error: unknown) => void, succeeded: (value: T) => void = ignore): void {
+/**
+ * Runs a store call that may throw, answer a value, or answer a promise. True when it is over
+ * (`failed` or `succeeded` has run); false when its promise is still pending.
+ */
+function call<T> (run: () => T | Promise<T>, failed: (error: unknown) => void, succeeded: (value: T) => void = ignore): boolean {
   let result
   try {
     result = run()
   } catch (error) {
     failed(error)
-    return
+    return true
   }
-  if (isThenable<T>(result)) result.then(succeeded, failed)
-  else succeeded(result)
+  if (!isThenable<T>(result)) {
+    succeeded(result)
+    return true
+  }
+  result.then(succeeded, failed)
+  return false
+}
+
+/**
+ * How long an answer waits for its store before it goes out anyway, in ms: a store that hangs
+ * (a partition, a client without commandTimeout) must not hold up an answer the handler has made.
+ */
+export const ANSWER_STORE_WAIT = 1000
+
+/** `after`, called once: by the store being done, or by a timer ANSWER_STORE_WAIT ms from now. */
+function onceWithin (after: () => void): () => void {
+  let called = false
+  const once = (): void => {
+    if (called) return
+    called = true
+    clearTimeout(timer)
+    after()
+  }
+  const timer = setTimeout(once, ANSWER_STORE_WAIT)
+  timer.unref()
+  return once
 }
 
 function ignore (): void {}
