@@ -247,7 +247,7 @@ const plugin: FastifyPluginAsync<FastifyPreconditionOptions> = async function fa
     if (policy.idempotency !== null) {
       if (state.idempotency === null) {
         const store = state.idempotencyStore ?? new MemoryIdempotencyStore()
-        state.idempotency = { store, problems: state.problems, renewals: new Renewals(store.lease) }
+        state.idempotency = { store, problems: state.problems, renewals: new Renewals(store.lease), claimTimeout: state.lockTimeout }
       }
       // Claimed in the handler where no precondition hook or gate of the plugin's comes after.
       wireIdempotency(routeOptions, policy.idempotency, state.idempotency, policy.validators === null && !policy.lock ? 'handler' : 'preHandler')

@@ -540,12 +540,12 @@ test('a store that hangs holds an answer up for at most ANSWER_STORE_WAIT, then 
     lease: memory.lease,
     claim: memory.claim.bind(memory),
     complete: async (...args) => {
-      await sleep(ANSWER_STORE_WAIT + 300)
+      await sleep(ANSWER_STORE_WAIT + 600)
       stored.push('complete')
       return memory.complete(...args)
     },
     release: async (...args) => {
-      await sleep(ANSWER_STORE_WAIT + 300)
+      await sleep(ANSWER_STORE_WAIT + 600)
       stored.push('release')
       memory.release(...args)
     }
@@ -559,13 +559,58 @@ test('a store that hangs holds an answer up for at most ANSWER_STORE_WAIT, then 
     const res = await send(port, { method: 'POST', path: `/x/${status}`, headers: { 'idempotency-key': `k${status}` } })
     const waited = Date.now() - started
     t.equal(res.status, status)
-    t.ok(waited >= ANSWER_STORE_WAIT - 50 && waited < ANSWER_STORE_WAIT + 250, `${status}: answered after ${waited} ms`)
+    t.ok(waited >= ANSWER_STORE_WAIT - 50 && waited < ANSWER_STORE_WAIT + 450, `${status}: answered after ${waited} ms`)
   }
   await until('the store calls to finish', () => stored.length === 2)
   t.same(stored, ['complete', 'release'])
   t.same(log.lines, [], 'nothing sent twice, nothing logged')
   const again = await send(port, { method: 'POST', path: '/x/201', headers: { 'idempotency-key': 'k201' } })
   t.equal(again.headers['idempotent-replayed'], 'true', 'the late completion was stored')
+})
+
+test('a store that does not answer a claim in time: 503, the handler not run, and a claim that lands later is let go', async (t) => {
+  const memory = new MemoryIdempotencyStore()
+  const released: string[] = []
+  let delay = 400
+  const hanging = fakeStore({
+    lease: memory.lease,
+    claim: async (...args) => {
+      if (delay < 0) return await new Promise<never>(() => {})
+      await sleep(delay)
+      if (delay === 0) throw new Error('down, and late')
+      return memory.claim(...args)
+    },
+    release: (key, token) => {
+      released.push(key)
+      if (key.includes('release-fails')) throw new Error('down')
+      memory.release(key, token)
+    }
+  })
+  const log = logged()
+  const app = await idempotencyApp({ store: hanging, claimTimeout: 50 }, { logger: log.logger })
+  let runs = 0
+  app.post('/x', { config: { idempotency: true } }, async () => { runs++; return 'ran' })
+  const port = await start(t, app)
+  const request = { method: 'POST', path: '/x', headers: { 'idempotency-key': 'k' } }
+  const started = Date.now()
+  const res = await send(port, request)
+  t.equal(res.status, 503)
+  t.match(res.json(), { code: 'FST_PRECONDITION_IDEMPOTENCY_UNAVAILABLE' })
+  t.ok(Date.now() - started < 300, 'answered when the wait ran out, not when the store answered')
+  await until('the late claim to be let go', () => released.length === 1)
+  t.equal(memory.size, 0, 'the key is free again')
+  t.equal(runs, 0)
+  t.match(log.lines, [{ msg: /idempotency store failed; answering 503/ }])
+  t.equal((await send(port, { ...request, headers: { 'idempotency-key': 'release-fails' } })).status, 503)
+  await until('the failed release to be logged', () => log.lines.length === 3)
+  t.match(log.lines[2], { msg: /releasing a late Idempotency-Key claim failed/ })
+  delay = 0 // the store fails, after the wait ran out: one answer only
+  t.equal((await send(port, request)).status, 503)
+  delay = -1 // the store never answers
+  t.equal((await send(port, request)).status, 503)
+  await sleep(60)
+  t.equal(runs, 0)
+  t.equal(log.lines.length, 5, 'one 503 logged a request')
 })
 
 test('the lease is renewed while the handler runs; a lost lease is reported', async (t) => {

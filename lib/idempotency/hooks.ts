@@ -26,6 +26,8 @@ export interface IdempotencyState {
   store: IdempotencyStore
   problems: ProblemWriter
   renewals: Renewals
+  /** How long a claim waits for the store before the request is answered 503, in ms. */
+  claimTimeout: number
 }
 
 /** The response headers kept with a stored response and replayed. */
@@ -291,7 +293,7 @@ function toBuffer (payload: unknown): Buffer | null {
  *   that had none (about 5% of a small POST's instructions under callgrind).
  */
 export function wireIdempotency (routeOptions: RouteOptions, policy: IdempotencyPolicy, state: IdempotencyState, claimIn: 'preHandler' | 'handler' = 'preHandler'): void {
-  const { store, problems, renewals } = state
+  const { store, problems, renewals, claimTimeout } = state
   const { required, ttl, scope } = policy
   const route = routeOptions.url
 
@@ -373,12 +375,43 @@ export function wireIdempotency (routeOptions: RouteOptions, policy: Idempotency
       : digest.fingerprint ?? headFingerprint(requestHead(request.method, route, request.url), 'unread')
     // JSON keeps the scope and the key apart whatever characters they hold.
     keyed.storeKey = '[' + JSON.stringify(owner) + ',' + JSON.stringify(keyed.key) + ']'
+    let claimed
     try {
-      return store.claim(keyed.storeKey, print, store.lease)
+      claimed = store.claim(keyed.storeKey, print, store.lease)
     } catch (error) {
       unavailable(request, reply, error)
       return null
     }
+    return isThenable<ClaimResult>(claimed) ? within(keyed, claimed, request.log) : claimed
+  }
+
+  /**
+   * The store's promised answer, or a rejection once `claimTimeout` has passed without one: a
+   * store that hangs (a partition, a client without commandTimeout) fails closed with a 503. A
+   * claim that lands after that is let go at once, so the key is not held for a request nobody
+   * runs.
+   */
+  function within (keyed: KeyedRequest, claimed: PromiseLike<ClaimResult>, log: FastifyRequest['log']): Promise<ClaimResult> {
+    return new Promise((resolve, reject) => {
+      let late = false
+      const timer = setTimeout(() => {
+        late = true
+        reject(new Error(`the idempotency store did not answer a claim within ${claimTimeout} ms`))
+      }, claimTimeout)
+      claimed.then((result) => {
+        clearTimeout(timer)
+        if (!late) {
+          resolve(result)
+        } else if (result.state === 'claimed') {
+          call(() => store.release(keyed.storeKey, result.token), (error) => {
+            log.warn({ err: error }, 'fastify-precondition: releasing a late Idempotency-Key claim failed; it frees at the end of its lease')
+          })
+        }
+      }, (error: unknown) => {
+        clearTimeout(timer)
+        if (!late) reject(error)
+      })
+    })
   }
 
   if (claimIn === 'preHandler') {

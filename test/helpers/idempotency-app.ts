@@ -11,11 +11,13 @@ import { ProblemWriter, type ProblemOptions } from '../../lib/problem.js'
 export interface IdempotencyAppOptions extends ProblemOptions {
   store?: IdempotencyStore
   decorate?: boolean
+  /** How long a claim waits for the store (the plugin passes its lockTimeout); default 10000. */
+  claimTimeout?: number
 }
 
 export const idempotencyPlugin = fp(async function idempotency (fastify: FastifyInstance, options: IdempotencyAppOptions) {
   const store = options.store ?? new MemoryIdempotencyStore()
-  const state = { store, problems: new ProblemWriter(options), renewals: new Renewals(store.lease) }
+  const state = { store, problems: new ProblemWriter(options), renewals: new Renewals(store.lease), claimTimeout: options.claimTimeout ?? 10_000 }
   if (options.decorate !== false) decorateIdempotency(fastify)
   fastify.addHook('onRoute', (routeOptions: RouteOptions) => {
     const config = routeOptions.config as { idempotency?: unknown, afterClaim?: unknown } | undefined
