@@ -14,9 +14,11 @@
 //
 // What is hashed, as UTF-8: the head — method, route and URL, each length-prefixed, so no choice
 // of values can make two different requests encode alike ("a" + "bc" against "ab" + "c") — then
-// "b" and the body bytes read as latin1 (one character a byte), or "u" when no parser read the
-// body (the handler reads it itself, so its bytes are not known before it runs and such requests
-// are told apart by their head alone).
+// "b" and the body bytes read as latin1 (one character a byte), or "u" when no parser read a body
+// (there was none, or the handler reads it itself, so its bytes are not known before it runs and
+// such requests are told apart by their head alone). Whether there is a body is left to the
+// parser: Fastify parses one wherever there is a Content-Type, and an HTTP/2 request may carry
+// one without Content-Length or Transfer-Encoding.
 import * as crypto from 'node:crypto'
 import { createHash, type Hash } from 'node:crypto'
 
@@ -73,12 +75,6 @@ export class BodyDigest {
   }
 }
 
-/** Whether a request has a body to read, by its head (as Fastify decides whether to parse one). */
-export function hasBody (headers: Record<string, string | string[] | undefined>): boolean {
-  const length = headers['content-length']
-  return headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0')
-}
-
 function encoded (part: string): string {
   return String(Buffer.byteLength(part)) + ':' + part + ';'
 }
@@ -88,7 +84,7 @@ export function requestHead (method: string, route: string, url: string): string
   return encoded(method) + encoded(route) + encoded(url)
 }
 
-/** The fingerprint of a request with no body (`body: 'empty'`) or whose body no parser read. */
-export function headFingerprint (head: string, body: 'empty' | 'unread'): string {
-  return hash('sha256', head + (body === 'empty' ? 'b' : 'u'), 'base64url')
+/** The fingerprint of a request whose body no parser read (it had none, or the handler reads it). */
+export function unreadFingerprint (head: string): string {
+  return hash('sha256', head + 'u', 'base64url')
 }

@@ -16,7 +16,7 @@ import { ProblemCode } from '../errors.js'
 import { isSafe } from '../policy.js'
 import type { ProblemWriter } from '../problem.js'
 import { clientGone } from '../write-gate.js'
-import { BodyDigest, hasBody, headFingerprint, requestHead } from './fingerprint.js'
+import { BodyDigest, requestHead, unreadFingerprint } from './fingerprint.js'
 import { parseIdempotencyKey } from './key.js'
 import type { IdempotencyPolicy } from './policy.js'
 import type { ClaimResult, IdempotencyStore, StoredResponse } from './store.js'
@@ -58,7 +58,7 @@ function isThenable<T> (value: unknown): value is PromiseLike<T> {
 class KeyedRequest {
   readonly key: string
   readonly request: FastifyRequest
-  /** The body's digest, when the request has one. */
+  /** The fingerprint of the request, taken as its body is read (set in preParsing). */
   body: BodyDigest | null = null
   storeKey = ''
   token: string | null = null
@@ -309,7 +309,9 @@ export function wireIdempotency (routeOptions: RouteOptions, policy: Idempotency
     if (parsed.ok) {
       const keyed = new KeyedRequest(parsed.key, request)
       ;(request as IdempotentRequest)[kIdempotency] = keyed
-      if (hasBody(request.headers)) keyed.body = new BodyDigest(payload, requestHead(request.method, route, request.url))
+      // Every keyed request, not only those with Content-Length or Transfer-Encoding: Fastify parses
+      // a body wherever there is a Content-Type, and an HTTP/2 request may carry one with neither.
+      keyed.body = new BodyDigest(payload, requestHead(request.method, route, request.url))
       done(null, payload)
     } else if (parsed.reason === 'invalid') {
       problems.sendIdempotencyProblem(reply, ProblemCode.IDEMPOTENCY_KEY_INVALID, request.url)
@@ -369,10 +371,8 @@ export function wireIdempotency (routeOptions: RouteOptions, policy: Idempotency
   function claim (keyed: KeyedRequest, request: FastifyRequest, reply: FastifyReply): ClaimResult | Promise<ClaimResult> | null {
     const owner = scope === null ? '' : scope(request)
     if (typeof owner !== 'string') throw new TypeError(`concurrency.idempotency.scope must return a string; got ${typeof owner}`)
-    const digest = keyed.body
-    const print = digest === null
-      ? headFingerprint(requestHead(request.method, route, request.url), 'empty')
-      : digest.fingerprint ?? headFingerprint(requestHead(request.method, route, request.url), 'unread')
+    // No 'end' seen: no parser read the body (there was none, or the handler reads it itself).
+    const print = (keyed.body as BodyDigest).fingerprint ?? unreadFingerprint(requestHead(request.method, route, request.url))
     // JSON keeps the scope and the key apart whatever characters they hold.
     keyed.storeKey = '[' + JSON.stringify(owner) + ',' + JSON.stringify(keyed.key) + ']'
     let claimed

@@ -24,9 +24,9 @@ test('HTTP/2 resets around an Idempotency-Key write', async (t) => {
   const session = http2Connect(`http://127.0.0.1:${(app.server.address() as { port: number }).port}`)
   session.on('error', () => {})
   t.teardown(() => session.close())
-  const post = (key: string) => {
+  const post = (key: string, body = '{"item":"tea"}') => {
     const stream = session.request({ ':method': 'POST', ':path': '/orders', 'idempotency-key': key, 'content-type': 'application/json' })
-    stream.end('{"item":"tea"}')
+    stream.end(body)
     const response = new Promise<{ status: number, body: string, replayed: unknown }>((resolve) => {
       let status = 0
       let replayed: unknown
@@ -55,6 +55,8 @@ test('HTTP/2 resets around an Idempotency-Key write', async (t) => {
   t.equal(retry.status, 201)
   t.equal(retry.replayed, 'true', 'the retry is the stored answer')
   t.equal(runs, 1, 'applied once')
+  // The body of an HTTP/2 stream is in the fingerprint as an HTTP/1.1 body is.
+  t.equal((await post('during-handler', '{"item":"coffee"}').response).status, 422, 'the same key with another body')
 
   // Reset before the claim (in the auth hook): nothing claimed, the retry runs once.
   delays.auth = 60
