@@ -161,7 +161,7 @@ export class WriteGate {
       throw error
     }
     if (isThenable(current)) {
-      return current.then((value) => this.decide(value), (error: unknown) => {
+      return current.then((value) => orReply(this.decide(value), this.reply), (error: unknown) => {
         this.release()
         throw error
       })
@@ -317,11 +317,8 @@ export function gateHandler (gate: RouteGate, isSafe: (method: string) => boolea
     } catch (error) {
       return write.failed(error)
     }
-    if (!isThenable<Lease>(lease)) {
-      const result = write.acquired(lease)
-      return isThenable(result) ? result.then(orReply(reply)) : result
-    }
-    return lease.then((held) => write.acquired(held), (error: unknown) => write.failed(error)).then(orReply(reply))
+    if (!isThenable<Lease>(lease)) return write.acquired(lease)
+    return lease.then((held) => orReply(write.acquired(held), reply), (error: unknown) => write.failed(error))
   }
 }
 
@@ -330,6 +327,6 @@ export function gateHandler (gate: RouteGate, isSafe: (method: string) => boolea
  * answers by itself (from a callback, or hijacked), so the promise gives the reply, which settles
  * once the response has ended. Given undefined, Fastify would send an empty answer at once.
  */
-function orReply (reply: FastifyReply): (result: unknown) => unknown {
-  return (result) => result === undefined ? reply : result
+function orReply (result: unknown, reply: FastifyReply): unknown {
+  return result === undefined ? reply : result
 }
