@@ -27,6 +27,7 @@ import { decorateIdempotency, isReplay, Renewals, wireIdempotency, wireIdempoten
 import { MemoryIdempotencyStore } from './idempotency/memory.js'
 import type { IdempotencyStore } from './idempotency/store.js'
 import { checkHeaders, isSafe, toPolicy, type ConcurrencyOptions, type Policy } from './policy.js'
+import { appendHook } from './route-hooks.js'
 import { hasUsablePrecondition, parsePreconditions, type Preconditions } from './preconditions.js'
 import { kProblemEtag, PROBLEM_CONTENT_TYPE, ProblemWriter, type ProblemMessagesOption } from './problem.js'
 import { routeKey } from './resource-key.js'
@@ -298,14 +299,6 @@ function keepConditionalHeaders (request: FastifyRequest, _reply: FastifyReply, 
     range: headers.range
   }
   done()
-}
-
-/** Route hooks as a fresh array: user arrays are shared with Fastify's automatic HEAD route. */
-function appendHook (routeOptions: RouteOptions, name: 'onRequest' | 'preParsing' | 'preHandler' | 'onSend', hook: unknown): void {
-  const existing = routeOptions[name] as unknown
-  const list = existing === undefined ? [] : Array.isArray(existing) ? [...existing] : [existing]
-  list.push(hook)
-  ;(routeOptions as unknown as Record<string, unknown>)[name] = list
 }
 
 function wireRoute (routeOptions: RouteOptions, policy: Policy, state: PluginState): void {

@@ -15,6 +15,7 @@ import type { Readable } from 'node:stream'
 import { ProblemCode } from '../errors.js'
 import { isSafe } from '../policy.js'
 import type { ProblemWriter } from '../problem.js'
+import { appendHook } from '../route-hooks.js'
 import { clientGone } from '../write-gate.js'
 import { BodyDigest, requestHead, unreadFingerprint } from './fingerprint.js'
 import { parseIdempotencyKey } from './key.js'
@@ -58,8 +59,8 @@ function isThenable<T> (value: unknown): value is PromiseLike<T> {
 class KeyedRequest {
   readonly key: string
   readonly request: FastifyRequest
-  /** The fingerprint of the request, taken as its body is read (set in preParsing). */
-  body: BodyDigest | null = null
+  /** The fingerprint of the request, taken as its body is read. */
+  readonly body: BodyDigest
   storeKey = ''
   token: string | null = null
   replayed = false
@@ -80,9 +81,10 @@ class KeyedRequest {
   store: IdempotencyStore | null = null
   reply: FastifyReply | null = null
 
-  constructor (key: string, request: FastifyRequest) {
+  constructor (key: string, request: FastifyRequest, body: BodyDigest) {
     this.key = key
     this.request = request
+    this.body = body
   }
 
   /**
@@ -265,16 +267,6 @@ function onceWithin (after: () => void): () => void {
 
 function ignore (): void {}
 
-type HookName = 'preParsing' | 'preHandler' | 'onSend'
-
-/** Route hooks as a fresh array: user arrays are shared with Fastify's automatic HEAD route. */
-function appendHook (routeOptions: RouteOptions, name: HookName, hook: unknown): void {
-  const existing = routeOptions[name] as unknown
-  const list = existing === undefined ? [] : Array.isArray(existing) ? [...existing] : [existing]
-  list.push(hook)
-  ;(routeOptions as unknown as Record<string, unknown>)[name] = list
-}
-
 function toBuffer (payload: unknown): Buffer | null {
   if (payload == null) return Buffer.alloc(0)
   if (typeof payload === 'string') return Buffer.from(payload)
@@ -307,11 +299,11 @@ export function wireIdempotency (routeOptions: RouteOptions, policy: Idempotency
     }
     const parsed = parseIdempotencyKey(request.headers['idempotency-key'])
     if (parsed.ok) {
-      const keyed = new KeyedRequest(parsed.key, request)
-      ;(request as IdempotentRequest)[kIdempotency] = keyed
-      // Every keyed request, not only those with Content-Length or Transfer-Encoding: Fastify parses
-      // a body wherever there is a Content-Type, and an HTTP/2 request may carry one with neither.
-      keyed.body = new BodyDigest(payload, requestHead(request.method, route, request.url))
+      // Every keyed request is watched, not only those with Content-Length or Transfer-Encoding:
+      // Fastify parses a body wherever there is a Content-Type, and an HTTP/2 request may carry one
+      // with neither.
+      const digest = new BodyDigest(payload, requestHead(request.method, route, request.url))
+      ;(request as IdempotentRequest)[kIdempotency] = new KeyedRequest(parsed.key, request, digest)
       done(null, payload)
     } else if (parsed.reason === 'invalid') {
       problems.sendIdempotencyProblem(reply, ProblemCode.IDEMPOTENCY_KEY_INVALID, request.url)
@@ -372,7 +364,7 @@ export function wireIdempotency (routeOptions: RouteOptions, policy: Idempotency
     const owner = scope === null ? '' : scope(request)
     if (typeof owner !== 'string') throw new TypeError(`concurrency.idempotency.scope must return a string; got ${typeof owner}`)
     // No 'end' seen: no parser read the body (there was none, or the handler reads it itself).
-    const print = (keyed.body as BodyDigest).fingerprint ?? unreadFingerprint(requestHead(request.method, route, request.url))
+    const print = keyed.body.fingerprint ?? unreadFingerprint(requestHead(request.method, route, request.url))
     // JSON keeps the scope and the key apart whatever characters they hold.
     keyed.storeKey = '[' + JSON.stringify(owner) + ',' + JSON.stringify(keyed.key) + ']'
     let claimed
