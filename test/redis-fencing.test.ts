@@ -127,15 +127,18 @@ async function create (port: number, path: string): Promise<void> {
 }
 
 /**
- * Six clients (two per instance) increment `path`; one more write, to the first instance, stalls
- * once it holds the lock, and that instance is stopped for PAUSE ms, then resumed.
+ * One write to the first instance stalls once it holds the lock, and that instance is stopped for
+ * PAUSE ms, then resumed; six clients (two per instance) increment `path` meanwhile.
+ *
+ * The stalled write is sent before the clients start: with six clients incrementing, a read and a
+ * conditional write from outside them can lose to them every time on a slow machine, and the test
+ * would wait for a stall that never comes.
  */
 async function pauseTheHolder (instances: Instance[], path: string) {
   const [holder] = instances
   await create(holder.port, path)
   const stop = { done: false }
-  const clients = instances.flatMap(({ port }) => [incrementer(port, path, stop), incrementer(port, path, stop)])
-  await sleep(300)
+  let clients: Array<Promise<Tally>> = []
 
   let stoppedAt = 0
   let token = 0
@@ -146,30 +149,37 @@ async function pauseTheHolder (instances: Instance[], path: string) {
     token = message.stalled
   }
   holder.child.on('message', onMessage)
-  // The stalled write: its handler blocks its process for 700 ms before committing (well inside
-  // the lease), so the stop lands while it holds the lock and before it has committed.
-  const marked = (async () => {
-    for (let attempt = 0; attempt < 100; attempt++) {
-      const read = await send(holder.port, { path })
-      const write = await send(holder.port, { method: 'PUT', path, headers: { 'if-match': read.headers.etag as string, 'x-stall': '700' }, body: { value: read.json().value + 1 } })
-      if (write.status !== 412) return write
-    }
-    throw new Error('the stalled write never got past its precondition')
-  })()
-  await until('the stalled write to hold the lock', () => stoppedAt !== 0, 15_000)
-  await sleep(PAUSE)
-  const continuedAt = Date.now()
-  process.kill(holder.child.pid!, 'SIGCONT')
-  const late = await marked
-  holder.child.off('message', onMessage)
-  const answeredAfter = Date.now() - continuedAt
-  await sleep(500)
-  stop.done = true
-  const tallies = await Promise.all(clients)
-  const acknowledged = tallies.reduce((sum, tally) => sum + tally.acknowledged, 0) + (late.status < 300 ? 1 : 0)
-  const duringPause = tallies.flatMap((tally) => tally.answers)
-    .filter((answer) => answer.method === 'PUT' && answer.status < 300 && answer.at > stoppedAt && answer.at < continuedAt).length
-  return { late, token, acknowledged, duringPause, tallies, answeredAfter, pausedFor: continuedAt - stoppedAt }
+  try {
+    // The stalled write: its handler blocks its process for 700 ms before committing (well inside
+    // the lease), so the stop lands while it holds the lock and before it has committed.
+    const read = await send(holder.port, { path })
+    const marked = send(holder.port, { method: 'PUT', path, headers: { 'if-match': read.headers.etag as string, 'x-stall': '700' }, body: { value: read.json().value + 1 } })
+    marked.catch(() => {}) // awaited below; a failure before then must not be unhandled
+    await Promise.race([
+      until('the stalled write to hold the lock', () => stoppedAt !== 0, 15_000),
+      marked.then((write) => { throw new Error(`the stalled write was answered ${write.status} before it stalled: ${write.body}`) })
+    ])
+    clients = instances.flatMap(({ port }) => [incrementer(port, path, stop), incrementer(port, path, stop)])
+    await sleep(PAUSE)
+    const continuedAt = Date.now()
+    process.kill(holder.child.pid!, 'SIGCONT')
+    const late = await marked
+    const answeredAfter = Date.now() - continuedAt
+    await sleep(500)
+    stop.done = true
+    const tallies = await Promise.all(clients)
+    const acknowledged = tallies.reduce((sum, tally) => sum + tally.acknowledged, 0) + (late.status < 300 ? 1 : 0)
+    const duringPause = tallies.flatMap((tally) => tally.answers)
+      .filter((answer) => answer.method === 'PUT' && answer.status < 300 && answer.at > stoppedAt && answer.at < continuedAt).length
+    return { late, token, acknowledged, duringPause, tallies, answeredAfter, pausedFor: continuedAt - stoppedAt }
+  } finally {
+    holder.child.off('message', onMessage)
+    // On a failure above: let the process run again and the clients end, so that nothing is left
+    // pending when the instances are stopped.
+    if (stoppedAt !== 0) process.kill(holder.child.pid!, 'SIGCONT')
+    stop.done = true
+    await Promise.allSettled(clients)
+  }
 }
 
 test('fenced writes across three processes sharing Redis', { skip }, async (t) => {
