@@ -3,7 +3,7 @@ import { createHash } from 'node:crypto'
 import { Readable, Writable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import { test } from 'tap'
-import { BodyDigest, requestHead, unreadFingerprint } from '../lib/idempotency/fingerprint.js'
+import { BodyDigest, requestHead, storeKey, unreadFingerprint } from '../lib/idempotency/fingerprint.js'
 
 // Byte streams, as a request is (Readable.from is in object mode unless told otherwise).
 const bytes = (chunks: Buffer[]) => Readable.from(chunks, { objectMode: false })
@@ -25,6 +25,27 @@ test('every part of the head counts, and parts cannot run into each other', asyn
   t.equal(seen.size, 4, 'each change makes another fingerprint')
   t.not(requestHead('POST', '/a', 'b'), requestHead('POST', '/ab', ''), 'length-prefixed')
   t.equal(requestHead('P\u00c9', '', ''), '3:P\u00c9;0:;0:;', 'lengths in UTF-8 bytes')
+})
+
+test('store keys: no two (scope, key) pairs share one', async (t) => {
+  t.equal(storeKey('', 'k-1'), '0:k-1', 'no scope: the key after a zero length')
+  t.not(storeKey('a:', 'b'), storeKey('a', ':b'), 'where the scope ends is in the length')
+  t.not(storeKey('1', ':x'), storeKey('', '1:1:x'))
+  // Every pair of strings up to 3 characters over an alphabet of the separator, digits and a letter.
+  const alphabet = ['', ':', '1', '2', 'a']
+  const words = new Set<string>()
+  for (const x of alphabet) for (const y of alphabet) for (const z of alphabet) words.add(x + y + z)
+  const seen = new Map<string, string>()
+  let collisions = 0
+  for (const owner of words) {
+    for (const key of words) {
+      const pair = JSON.stringify([owner, key])
+      const stored = storeKey(owner, key)
+      if (seen.has(stored) && seen.get(stored) !== pair) collisions++
+      seen.set(stored, pair)
+    }
+  }
+  t.equal(collisions, 0, `${words.size ** 2} pairs, each its own store key`)
 })
 
 test('BodyDigest hashes the head and what the stream hands its reader, however it is read', async (t) => {

@@ -1,6 +1,7 @@
 // The Idempotency-Key policy over real HTTP on loopback, through the test stand-in for the
 // plugin's wiring (test/helpers/idempotency-app.ts).
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import { request as httpRequest } from 'node:http'
 import { Readable } from 'node:stream'
 import { test, type Test } from 'tap'
 import { ProblemCode } from '../lib/errors.js'
@@ -100,6 +101,39 @@ test('the same key twice: one run, the second response identical with Idempotent
   t.equal(second.headers['idempotent-replayed'], 'true')
   t.equal(second.headers['x-other'], undefined, 'other headers are not stored')
   t.same(state.replays, [false, true], 'isReplay tells them apart')
+})
+
+test('replayed byte for byte: a string with characters beyond ASCII, bytes that are not UTF-8, an empty body', async (t) => {
+  const app = await idempotencyApp()
+  const bodies: Record<string, string | Buffer | undefined> = {
+    '/text': '{"name":"caf\u00e9 \u2713 \ud83d\ude00"}',
+    '/bytes': Buffer.from([0x7b, 0xff, 0x00, 0xc3, 0x28, 0x7d]),
+    '/empty': undefined
+  }
+  for (const [path, body] of Object.entries(bodies)) {
+    app.post(path, { config: { idempotency: true } }, async (request, reply) => {
+      reply.code(201).type(typeof body === 'string' ? 'application/json; charset=utf-8' : 'application/octet-stream')
+      return reply.send(body)
+    })
+  }
+  const port = await start(t, app)
+  const raw = (path: string) => new Promise<{ headers: Record<string, unknown>, bytes: Buffer }>((resolve, reject) => {
+    const request = httpRequest({ port, host: '127.0.0.1', method: 'POST', path, headers: { 'idempotency-key': 'k' + path } }, (response) => {
+      const chunks: Buffer[] = []
+      response.on('data', (chunk: Buffer) => chunks.push(chunk)).on('end', () => resolve({ headers: response.headers, bytes: Buffer.concat(chunks) }))
+    })
+    request.on('error', reject).end()
+  })
+  for (const [path, body] of Object.entries(bodies)) {
+    const first = await raw(path)
+    const second = await raw(path)
+    const expected = body === undefined ? Buffer.alloc(0) : Buffer.from(body)
+    t.ok(first.bytes.equals(expected), `${path}: the first answer is the handler's`)
+    t.equal(second.headers['idempotent-replayed'], 'true', `${path}: replayed`)
+    t.ok(second.bytes.equals(first.bytes), `${path}: the same ${first.bytes.length} bytes`)
+    t.equal(second.headers['content-length'], first.headers['content-length'], `${path}: the same Content-Length`)
+    t.equal(second.headers['content-type'], first.headers['content-type'], `${path}: the same Content-Type`)
+  }
 })
 
 test('50 concurrent duplicates: one run, the others 409 or the replay', async (t) => {

@@ -16,6 +16,13 @@ const skip = hasRedisServer() ? false : REDIS_MISSING
 if (skip !== false) console.log(`# ${skip}`)
 
 const script = fileURLToPath(new URL('./helpers/idempotency-redis-app.ts', import.meta.url))
+async function claimDone (store: ReturnType<typeof redisIdempotencyStore>, key: string): Promise<Buffer | string> {
+  const claimed = await store.claim(key, 'fp', 5000)
+  if (claimed.state === 'claimed') await store.complete(key, claimed.token, response, 60_000)
+  const done = await store.claim(key, 'fp', 5000)
+  return (done as { response: StoredResponse }).response.body
+}
+
 const response: StoredResponse = { status: 201, headers: { 'content-type': 'application/json', location: '/orders/1' }, body: Buffer.from([0x7b, 0x7d, 0xff]) }
 
 interface Instance { port: number, child: ChildProcess, runs: number[] }
@@ -73,6 +80,18 @@ test('redis idempotency store', { skip }, async (t) => {
     t.equal(await store.renew('k', token, 5000), false)
     await store.release('k', token)
     t.equal((await store.claim('k', 'fp', 5000)).state, 'done', 'nor released')
+  })
+
+  t.test('a string body is kept as the string it was, bytes as bytes', async (t) => {
+    const store = redisIdempotencyStore({ client: redis, prefix: 't1s:' })
+    const text = { ...response, body: '{"name":"caf\u00e9 \u2713 \ud83d\ude00","raw":"\\u00e9"}' }
+    const { token } = await store.claim('k', 'fp', 5000) as { token: string }
+    t.equal(await store.complete('k', token, text, 60_000), true)
+    const done = await store.claim('k', 'fp', 5000) as { state: 'done', response: StoredResponse }
+    t.equal(typeof done.response.body, 'string', 'a string comes back as a string')
+    t.same(done, { state: 'done', response: text }, 'every character survives')
+    const bytes = await claimDone(store, 'k0')
+    t.ok(Buffer.isBuffer(bytes) && bytes.equals(response.body as Buffer), 'bytes come back as bytes')
   })
 
   t.test('release frees the key for its owner only', async (t) => {

@@ -17,7 +17,7 @@ import { isSafe } from '../policy.js'
 import type { ProblemWriter } from '../problem.js'
 import { appendHook } from '../route-hooks.js'
 import { clientGone } from '../write-gate.js'
-import { BodyDigest, requestHead, unreadFingerprint } from './fingerprint.js'
+import { BodyDigest, requestHead, storeKey, unreadFingerprint } from './fingerprint.js'
 import { parseIdempotencyKey } from './key.js'
 import type { IdempotencyPolicy } from './policy.js'
 import type { ClaimResult, IdempotencyStore, StoredResponse } from './store.js'
@@ -72,7 +72,7 @@ class KeyedRequest {
   over = false
   closed = false
   status = 0
-  payload: Buffer | null = null
+  payload: Buffer | string | null = null
   /** The store's Renewals while the lease is renewed, and this claim's neighbours in its list. */
   renewals: Renewals | null = null
   previousRenewal: KeyedRequest | null = null
@@ -267,10 +267,14 @@ function onceWithin (after: () => void): () => void {
 
 function ignore (): void {}
 
-function toBuffer (payload: unknown): Buffer | null {
-  if (payload == null) return Buffer.alloc(0)
-  if (typeof payload === 'string') return Buffer.from(payload)
-  if (Buffer.isBuffer(payload)) return payload
+/**
+ * The body as it is sent, to be stored: a string as it is (its UTF-8 bytes are what goes out; no
+ * Buffer copy per request, and a string kept lives in the V8 heap, not in a pooled slab that one
+ * kept answer holds on to), bytes as they are; null for a stream.
+ */
+function sentBody (payload: unknown): Buffer | string | null {
+  if (payload == null) return ''
+  if (typeof payload === 'string' || Buffer.isBuffer(payload)) return payload
   return null
 }
 
@@ -365,8 +369,7 @@ export function wireIdempotency (routeOptions: RouteOptions, policy: Idempotency
     if (typeof owner !== 'string') throw new TypeError(`concurrency.idempotency.scope must return a string; got ${typeof owner}`)
     // No 'end' seen: no parser read the body (there was none, or the handler reads it itself).
     const print = keyed.body.fingerprint ?? unreadFingerprint(requestHead(request.method, route, request.url))
-    // JSON keeps the scope and the key apart whatever characters they hold.
-    keyed.storeKey = '[' + JSON.stringify(owner) + ',' + JSON.stringify(keyed.key) + ']'
+    keyed.storeKey = storeKey(owner, keyed.key)
     let claimed
     try {
       claimed = store.claim(keyed.storeKey, print, store.lease)
@@ -499,7 +502,7 @@ export function wireIdempotentResponse (routeOptions: RouteOptions): void {
     }
     keyed.status = reply.statusCode
     keyed.pending = false
-    const bytes = keyed.status >= 500 ? null : toBuffer(payload)
+    const bytes = keyed.status >= 500 ? null : sentBody(payload)
     if (keyed.status >= 500 || bytes !== null) {
       keyed.payload = bytes
       keyed.finish(() => done(null, payload))

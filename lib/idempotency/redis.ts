@@ -59,13 +59,17 @@ const scripts = {
   renew: new LuaScript(RENEW)
 }
 
+// A string body is kept as text (t), bytes as base64 (b), so each is replayed as it was sent.
 function encode (response: StoredResponse): string {
-  return JSON.stringify({ s: response.status, h: response.headers, b: response.body.toString('base64') })
+  const { status, headers, body } = response
+  return typeof body === 'string'
+    ? JSON.stringify({ s: status, h: headers, t: body })
+    : JSON.stringify({ s: status, h: headers, b: body.toString('base64') })
 }
 
 function decode (text: string): StoredResponse {
-  const { s, h, b } = JSON.parse(text) as { s: number, h: Record<string, string>, b: string }
-  return { status: s, headers: h, body: Buffer.from(b, 'base64') }
+  const { s, h, t, b } = JSON.parse(text) as { s: number, h: Record<string, string>, t?: string, b?: string }
+  return { status: s, headers: h, body: t ?? Buffer.from(b as string, 'base64') }
 }
 
 export class RedisIdempotencyStore implements IdempotencyStore {

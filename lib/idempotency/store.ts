@@ -6,8 +6,11 @@ export interface StoredResponse {
   status: number
   /** The headers that matter to a client, lower-case names: content-type, location, etag, last-modified. */
   headers: Record<string, string>
-  /** The body bytes as they were sent. */
-  body: Buffer
+  /**
+   * The body as it was sent: the string Fastify sent (its UTF-8 bytes went out), or the bytes.
+   * Replayed as it is.
+   */
+  body: Buffer | string
 }
 
 /**
