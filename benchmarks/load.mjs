@@ -143,7 +143,9 @@ process.on('message', async (message) => {
       process.send({ type: 'burst', id: message.id, error: error.message })
     }
   } else if (message.type === 'stop') {
-    process.disconnect()
+    // Not from inside the message handler: Node then throws on messages still queued on the
+    // channel (TypeError: Cannot set properties of null, setting kPendingMessages).
+    setImmediate(() => process.disconnect())
   }
 })
 process.on('disconnect', () => process.exit(0))

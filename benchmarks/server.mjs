@@ -35,7 +35,9 @@ process.on('message', async (message) => {
     process.send({ type: 'memory', id: message.id, rss, heapUsed, heapTotal, external, arrayBuffers, spaces, gc: typeof globalThis.gc === 'function', ...server.stats?.() })
   } else if (message.type === 'stop') {
     await server.close()
-    process.disconnect()
+    // Not from inside the message handler: Node then throws on messages still queued on the
+    // channel (TypeError: Cannot set properties of null, setting kPendingMessages).
+    setImmediate(() => process.disconnect())
   }
 })
 // The parent went away without a stop: do not linger.
