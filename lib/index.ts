@@ -253,9 +253,12 @@ const plugin: FastifyPluginAsync<FastifyPreconditionOptions> = async function fa
       // Claimed in the handler where no precondition hook or gate of the plugin's comes after.
       wireIdempotency(routeOptions, policy.idempotency, state.idempotency, policy.validators === null && !policy.lock ? 'handler' : 'preHandler')
     }
-    wireRoute(routeOptions, policy, state)
+    // A route with `idempotency` alone needs of the precondition onSend hook only its cleaning of
+    // problems: the idempotency hook does that too, one hook stage fewer (about 2% of a POST).
+    const problemsOnly = policy.idempotency !== null && policy.validators === null && !policy.lock && policy.headers === null
+    wireRoute(routeOptions, policy, state, problemsOnly)
     // Last, so the answer is stored with the headers the other onSend hooks set.
-    if (policy.idempotency !== null) wireIdempotentResponse(routeOptions)
+    if (policy.idempotency !== null) wireIdempotentResponse(routeOptions, problemsOnly ? dropForeignProblemEtag : null)
     if (state.documentRoutes) documentRoute(routeOptions, policy, state.problems)
   })
 
@@ -301,7 +304,18 @@ function keepConditionalHeaders (request: FastifyRequest, _reply: FastifyReply, 
   done()
 }
 
-function wireRoute (routeOptions: RouteOptions, policy: Policy, state: PluginState): void {
+/**
+ * A problem the plugin answered carries no ETag but the current one of a 412: not a hash of the
+ * problem body, which app-wide hooks such as @fastify/etag's would add.
+ */
+function dropForeignProblemEtag (reply: FastifyReply): void {
+  if (reply.statusCode >= 400 && reply.getHeader('content-type') === PROBLEM_CONTENT_TYPE && reply.getHeader('etag') !== (reply as FastifyReply & { [kProblemEtag]: string | null })[kProblemEtag]) {
+    reply.removeHeader('etag')
+  }
+}
+
+/** `onSendDone`: the idempotency hook cleans problems in the route's one onSend hook of the plugin. */
+function wireRoute (routeOptions: RouteOptions, policy: Policy, state: PluginState, onSendDone = false): void {
   const { problems } = state
   const methods = Array.isArray(routeOptions.method) ? routeOptions.method : [routeOptions.method]
   const route = `${methods.join(',')} ${routeOptions.url}`
@@ -318,7 +332,7 @@ function wireRoute (routeOptions: RouteOptions, policy: Policy, state: PluginSta
       problems.sendRequired(reply, body, request.url)
     })
   }
-  appendHook(routeOptions, 'onSend', buildOnSend(policy, route))
+  if (!onSendDone) appendHook(routeOptions, 'onSend', buildOnSend(policy, route))
   if (policy.validators === null && !policy.lock) return
 
   if ((routeOptions.schema as { headers?: unknown } | undefined)?.headers !== undefined) {
@@ -461,11 +475,7 @@ function buildOnSend (policy: Policy, route: string) {
     if (gate !== null) gate.answer()
     const status = reply.statusCode
     if (!((status >= 200 && status < 300) || status === 304)) {
-      // A problem the plugin answered carries no ETag but the current one of a 412: not a hash of
-      // the problem body, which app-wide hooks such as @fastify/etag's would add.
-      if (status >= 400 && reply.getHeader('content-type') === PROBLEM_CONTENT_TYPE && reply.getHeader('etag') !== (reply as FastifyReply & { [kProblemEtag]: string | null })[kProblemEtag]) {
-        reply.removeHeader('etag')
-      }
+      dropForeignProblemEtag(reply)
       // A read that the handler answered with an error (its 404, a 500) describes no representation.
       const current = req[kValidators]
       if (current !== null && current !== undefined && isSafe(request.method)) unsetValidatorHeaders(reply, current)

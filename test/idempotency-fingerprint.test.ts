@@ -28,24 +28,30 @@ test('every part of the head counts, and parts cannot run into each other', asyn
 })
 
 test('store keys: no two (scope, key) pairs share one', async (t) => {
-  t.equal(storeKey('', 'k-1'), '0:k-1', 'no scope: the key after a zero length')
+  t.equal(storeKey('', 'k-1'), 'k-1', 'no scope: the key itself')
+  t.equal(storeKey('u', 'k-1'), ' 1:uk-1', 'a scope: a space (never in a key), its length, the scope, the key')
   t.not(storeKey('a:', 'b'), storeKey('a', ':b'), 'where the scope ends is in the length')
   t.not(storeKey('1', ':x'), storeKey('', '1:1:x'))
-  // Every pair of strings up to 3 characters over an alphabet of the separator, digits and a letter.
-  const alphabet = ['', ':', '1', '2', 'a']
-  const words = new Set<string>()
-  for (const x of alphabet) for (const y of alphabet) for (const z of alphabet) words.add(x + y + z)
+  // Every pair of strings up to 3 characters over an alphabet of the separator, digits and a
+  // letter (keys are visible ASCII, so none starts with a space; scopes may hold anything).
+  const words = (alphabet: string[]) => {
+    const all = new Set<string>()
+    for (const x of alphabet) for (const y of alphabet) for (const z of alphabet) all.add(x + y + z)
+    return [...all]
+  }
+  const keys = words(['', ':', '1', '2', 'a']).filter((key) => key !== '')
+  const owners = words(['', ':', '1', '2', 'a', ' '])
   const seen = new Map<string, string>()
   let collisions = 0
-  for (const owner of words) {
-    for (const key of words) {
+  for (const owner of owners) {
+    for (const key of keys) {
       const pair = JSON.stringify([owner, key])
       const stored = storeKey(owner, key)
       if (seen.has(stored) && seen.get(stored) !== pair) collisions++
       seen.set(stored, pair)
     }
   }
-  t.equal(collisions, 0, `${words.size ** 2} pairs, each its own store key`)
+  t.equal(collisions, 0, `${owners.length * keys.length} pairs, each its own store key`)
 })
 
 test('BodyDigest hashes the head and what the stream hands its reader, however it is read', async (t) => {

@@ -90,11 +90,13 @@ export function unreadFingerprint (head: string): string {
 }
 
 /**
- * The store key of an Idempotency-Key under a scope (the owner; '' on a route without `scope`):
- * the owner's length, ':', the owner, then the key. The length says where the owner ends, so no
- * choice of owner and key can make two pairs one store key ("a:" + "b" against "a" + ":b"); unlike
- * JSON-quoting both, it costs one concatenation.
+ * The store key of an Idempotency-Key under a scope (the owner; '' on a route without `scope`).
+ * Without a scope it is the key itself: the header's own string, kept by the store as it is (no
+ * new string per request, and none kept beside it). Under a scope: a space, the owner's length,
+ * ':', the owner, then the key. A key is visible ASCII (parseIdempotencyKey), so it never starts
+ * with a space, and the length says where the owner ends: no choice of owners and keys makes two
+ * pairs one store key ("a:" + "b" against "a" + ":b").
  */
 export function storeKey (owner: string, key: string): string {
-  return String(owner.length) + ':' + owner + key
+  return owner === '' ? key : ' ' + String(owner.length) + ':' + owner + key
 }

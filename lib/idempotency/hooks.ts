@@ -123,9 +123,11 @@ class KeyedRequest {
       }, () => proceed())
     } else {
       const response: StoredResponse = { status: this.status, headers: {}, body: this.payload }
-      const reply = this.reply as FastifyReply
+      // All of them at once: getHeader() lower-cases each name and asks Node's response again for
+      // each one that is missing.
+      const sent = (this.reply as FastifyReply).getHeaders()
       for (const name of REPLAYED_HEADERS) {
-        const value = reply.getHeader(name)
+        const value = sent[name]
         if (value !== undefined) response.headers[name] = String(value)
       }
       over = call(() => store.complete(this.storeKey, token, response, this.ttl), (error) => {
@@ -491,10 +493,13 @@ export function wireIdempotency (routeOptions: RouteOptions, policy: Idempotency
  * Adds the hook that captures a claimed request's answer and stores it (or releases the key on a
  * 5xx) before the answer is sent, so a client that has the answer and sends the key again gets
  * the replay, never a 409. Call it after every other onSend hook the plugin adds to the route, so
- * the headers stored (ETag, Last-Modified) are the ones sent.
+ * the headers stored (ETag, Last-Modified) are the ones sent. `before` runs first on every
+ * answer of the route, keyed or not.
  */
-export function wireIdempotentResponse (routeOptions: RouteOptions): void {
+export function wireIdempotentResponse (routeOptions: RouteOptions, before: ((reply: FastifyReply) => void) | null = null): void {
   appendHook(routeOptions, 'onSend', function captureResponse (request: FastifyRequest, reply: FastifyReply, payload: unknown, done: (error: Error | null, payload?: unknown) => void) {
+    // What the route's other onSend hook of the plugin would do, where this is its only one.
+    if (before !== null) before(reply)
     const keyed = (request as IdempotentRequest)[kIdempotency]
     if (keyed === null || keyed === undefined || keyed.store === null || keyed.over || keyed.status !== 0) {
       done(null, payload)

@@ -26,6 +26,26 @@ test('beside @fastify/etag, problem answers carry no hash ETag', async (t) => {
   }
 })
 
+test('beside @fastify/etag, the problems of a route with idempotency alone carry no hash ETag; its answers keep theirs', async (t) => {
+  const app = Fastify()
+  await app.register(etag)
+  await app.register(fastifyPrecondition)
+  app.post('/orders', { concurrency: { idempotency: { required: true } } }, async (request, reply) => reply.code(201).send({ id: 1 }))
+  const missing = await app.inject({ method: 'POST', url: '/orders' })
+  t.equal(missing.statusCode, 400)
+  t.equal(missing.headers.etag, undefined, 'no ETag on the 400')
+  const order = { method: 'POST' as const, url: '/orders', headers: { 'idempotency-key': 'k1' }, payload: { n: 1 } }
+  const created = await app.inject(order)
+  t.equal(created.statusCode, 201)
+  t.match(created.headers.etag, /^"/, '@fastify/etag tags the answer')
+  const replayed = await app.inject(order)
+  t.equal(replayed.headers['idempotent-replayed'], 'true')
+  t.equal(replayed.headers.etag, created.headers.etag, 'the replay keeps the tag it was stored with')
+  const other = await app.inject({ ...order, payload: { n: 2 } })
+  t.equal(other.statusCode, 422)
+  t.equal(other.headers.etag, undefined, 'no ETag on the 422')
+})
+
 test('@fastify/rate-limit registered after this plugin counts 428s', async (t) => {
   const app = Fastify()
   await app.register(fastifyPrecondition)
