@@ -1,6 +1,7 @@
 // The servers the scenarios compare. Each builder returns { listen, close, app?, stats? }; a server
 // process (server.mjs) runs exactly one of them. Every Fastify app has the logger off and the
 // same route handlers, so a pair differs only in what the scenario measures.
+import { hash } from 'node:crypto'
 import Fastify from 'fastify'
 import fastifyPrecondition, { MemoryIdempotencyStore, MemoryLockStore, strongEtag } from 'fastify-precondition'
 import { representation } from './payloads.mjs'
@@ -146,6 +147,57 @@ export const builders = {
   /** POST with `idempotency: true` over the default (memory) idempotency store. */
   async 'plugin-post-idempotent' () {
     return listenFastify(await pluginPost({}))
+  },
+
+  /**
+   * The floor of any Idempotency-Key path built from Fastify's hooks, written by hand into a bare
+   * app: what every correct one does and nothing more. A preParsing hook hashes the body bytes as
+   * the parser reads them (SHA-256 with the method and URL), the handler looks the key up and
+   * claims it, an onSend hook keeps the answer (for 24 h, like the plugin's default ttl). No scope,
+   * no lease or renewal, no 5xx release, no problem bodies, no client-gone handling.
+   */
+  async 'floor-post-idempotent' () {
+    const records = new Map()
+    const app = Fastify({ logger: false })
+    app.post('/orders', {
+      schema: postSchema,
+      preParsing (request, reply, payload, done) {
+        const key = request.headers['idempotency-key']
+        if (typeof key === 'string') {
+          const state = { key, head: request.method + ' ' + request.url + ' ', body: '', print: '', record: null }
+          request.idempotency = state
+          const emit = payload.emit
+          payload.emit = function (event, chunk) {
+            if (event === 'data') state.body += chunk.toString('latin1')
+            else if (event === 'end') state.print = hash('sha256', state.head + state.body, 'base64url')
+            return emit.apply(this, arguments)
+          }
+        }
+        done(null, payload)
+      },
+      onSend (request, reply, payload, done) {
+        const record = request.idempotency?.record
+        if (record && record.body === null) {
+          record.status = reply.statusCode
+          record.type = reply.getHeader('content-type')
+          record.body = payload
+        }
+        done(null, payload)
+      }
+    }, async function floorHandler (request, reply) {
+      const state = request.idempotency
+      if (state === undefined) return postHandler(request, reply)
+      const record = records.get(state.key)
+      if (record === undefined || record.expires < Date.now()) {
+        state.record = { print: state.print, status: 0, type: '', body: null, expires: Date.now() + 86_400_000 }
+        records.set(state.key, state.record)
+        return postHandler(request, reply)
+      }
+      if (record.print !== state.print) return reply.code(422).send({})
+      if (record.body === null) return reply.code(409).send({})
+      return reply.code(record.status).header('content-type', record.type).header('idempotent-replayed', 'true').send(record.body)
+    })
+    return listenFastify(app)
   },
 
   /** The same over `redisIdempotencyStore`; redis-server's port comes from the environment. */

@@ -175,6 +175,26 @@ export const scenarios = [
     targets: [{ metric: 'rps', min: 1.0 }]
   },
   {
+    id: 'post-idempotency-floor-fresh',
+    title: 'POST, a fresh Idempotency-Key per request: the floor, a minimal hand-written path (benchmarks/apps.mjs)',
+    a: 'floor-post-idempotent',
+    b: 'bare-post',
+    baseline: 'bare Fastify POST (same requests, key ignored)',
+    spec: post('fresh'),
+    expect: { a: 201, b: 201 },
+    targets: []
+  },
+  {
+    id: 'post-idempotency-floor-replay',
+    title: 'POST, Idempotency-Key replayed: the floor, a minimal hand-written path',
+    a: 'floor-post-idempotent',
+    b: 'bare-post',
+    baseline: 'bare Fastify POST (same requests, key ignored)',
+    spec: post('per-connection'),
+    expect: { a: 201, b: 201 },
+    targets: []
+  },
+  {
     id: 'put-match-redis',
     title: 'PUT, matching If-Match, Redis lock store',
     a: 'plugin-put-redis',
