@@ -327,6 +327,6 @@ export function gateHandler (gate: RouteGate, isSafe: (method: string) => boolea
  * answers by itself (from a callback, or hijacked), so the promise gives the reply, which settles
  * once the response has ended. Given undefined, Fastify would send an empty answer at once.
  */
-function orReply (result: unknown, reply: FastifyReply): unknown {
+export function orReply (result: unknown, reply: FastifyReply): unknown {
   return result === undefined ? reply : result
 }

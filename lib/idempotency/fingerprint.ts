@@ -37,13 +37,14 @@ type Emit = (this: NodeJS.ReadableStream, event: string | symbol, ...args: unkno
  */
 export class BodyDigest {
   fingerprint: string | null = null
+  /** The request head (requestHead), as given. */
   private readonly head: string
   private first: string | null = null
   private hash: Hash | null = null
 
   /** Starts watching `stream`; call it before the stream is handed to its reader. */
   constructor (stream: NodeJS.ReadableStream, head: string) {
-    this.head = head + 'b'
+    this.head = head
     const emit = stream.emit as Emit
     const digest = this
     stream.emit = function emitHashed (this: NodeJS.ReadableStream, event: string | symbol, chunk?: unknown) {
@@ -54,6 +55,14 @@ export class BodyDigest {
     } as Emit
   }
 
+  /**
+   * The request's fingerprint: over its body once the stream ended, else (no parser read a body:
+   * there was none, or the handler reads it itself) over its head alone.
+   */
+  result (): string {
+    return this.fingerprint ?? unreadFingerprint(this.head)
+  }
+
   private update (chunk: Buffer | string): void {
     // A reader that called setEncoding() is handed strings: hash their UTF-8 bytes.
     const text = (typeof chunk === 'string' ? Buffer.from(chunk) : chunk).toString('latin1')
@@ -62,14 +71,14 @@ export class BodyDigest {
     } else if (this.first === null) {
       this.first = text
     } else {
-      this.hash = createHash('sha256').update(this.head).update(this.first).update(text)
+      this.hash = createHash('sha256').update(this.head + 'b').update(this.first).update(text)
       this.first = null
     }
   }
 
   private end (): void {
     if (this.hash !== null) this.fingerprint = this.hash.digest('base64url')
-    else this.fingerprint = hash('sha256', this.first === null ? this.head : this.head + this.first, 'base64url')
+    else this.fingerprint = hash('sha256', this.first === null ? this.head + 'b' : this.head + 'b' + this.first, 'base64url')
     this.hash = null
     this.first = null
   }

@@ -16,8 +16,8 @@ import { ProblemCode } from '../errors.js'
 import { isSafe } from '../policy.js'
 import type { ProblemWriter } from '../problem.js'
 import { appendHook } from '../route-hooks.js'
-import { clientGone } from '../write-gate.js'
-import { BodyDigest, requestHead, storeKey, unreadFingerprint } from './fingerprint.js'
+import { clientGone, orReply } from '../write-gate.js'
+import { BodyDigest, requestHead, storeKey } from './fingerprint.js'
 import { parseIdempotencyKey } from './key.js'
 import type { IdempotencyPolicy } from './policy.js'
 import type { ClaimResult, IdempotencyStore, StoredResponse } from './store.js'
@@ -369,8 +369,7 @@ export function wireIdempotency (routeOptions: RouteOptions, policy: Idempotency
   function claim (keyed: KeyedRequest, request: FastifyRequest, reply: FastifyReply): ClaimResult | Promise<ClaimResult> | null {
     const owner = scope === null ? '' : scope(request)
     if (typeof owner !== 'string') throw new TypeError(`concurrency.idempotency.scope must return a string; got ${typeof owner}`)
-    // No 'end' seen: no parser read the body (there was none, or the handler reads it itself).
-    const print = keyed.body.fingerprint ?? unreadFingerprint(requestHead(request.method, route, request.url))
+    const print = keyed.body.result()
     keyed.storeKey = storeKey(owner, keyed.key)
     let claimed
     try {
@@ -480,8 +479,7 @@ export function wireIdempotency (routeOptions: RouteOptions, policy: Idempotency
       // not run.
       return claimed.then((result) => {
         if (!answer(keyed, request, reply, result)) return reply
-        const returned = run.call(this, request, reply, keyed)
-        return returned === undefined ? reply : returned
+        return orReply(run.call(this, request, reply, keyed), reply)
       }, (error: unknown) => {
         unavailable(request, reply, error)
         return reply
