@@ -1,4 +1,4 @@
-// The interface every idempotency store implements: the in-memory default and the Redis store.
+// The interface every idempotency store implements: the in-memory default, Redis and PostgreSQL.
 
 /** A finished response as it is stored and replayed. */
 export interface StoredResponse {
@@ -11,6 +11,21 @@ export interface StoredResponse {
    * Replayed as it is.
    */
   body: Buffer | string
+  /**
+   * `false`: the request was applied but its answer is not kept (the handler hijacked the reply,
+   * or the answer was larger than the store keeps). `status` is the status it went out with (0 when
+   * unknown), `headers` is empty and `body` is ''. A retry is told at once, with its own problem
+   * code, that the request was applied, and the handler never runs twice. Absent: replayable.
+   */
+  replayable?: false
+}
+
+/**
+ * What `completeIn` needs of a transaction: node-postgres' `query(text, values)` (a `pg.Client`, a
+ * `PoolClient` inside BEGIN … COMMIT, or anything with that method).
+ */
+export interface TransactionClient {
+  query (text: string, values?: unknown[]): Promise<{ rowCount: number | null }>
 }
 
 /**
@@ -40,6 +55,12 @@ export type ClaimResult =
 export interface IdempotencyStore {
   /** The lease a claim gets, in milliseconds; renewed every third of it while the request runs. */
   readonly lease: number
+  /**
+   * The largest answer body the store keeps, in bytes. A larger answer is completed as not
+   * replayable (`replayable: false`), so the handler still never runs twice for its key. Absent:
+   * no limit of the store's own.
+   */
+  readonly maxAnswerBytes?: number
   /** Atomically: claim `key` for `leaseMs`, or say who has it. */
   claim (key: string, fingerprint: string, leaseMs: number): ClaimResult | Promise<ClaimResult>
   /** Stores the response for `ttlMs` if `token` still owns the key; false when it does not. */
@@ -48,6 +69,13 @@ export interface IdempotencyStore {
   release (key: string, token: string): void | Promise<void>
   /** Extends the lease to `leaseMs` from now; false when `token` no longer owns the key. */
   renew (key: string, token: string, leaseMs: number): boolean | Promise<boolean>
+  /**
+   * Stores the response through `tx`, the handler's own open transaction, if `token` still owns
+   * the key: the record commits or rolls back with the handler's data (PostgreSQL). False when
+   * `token` does not own it. Stores without transactions leave it out, and
+   * `request.idempotency.complete` then throws.
+   */
+  completeIn? (tx: TransactionClient, key: string, token: string, response: StoredResponse, ttlMs: number): Promise<boolean>
   /** Called when the Fastify instance closes: clear timers. */
   close? (): void | Promise<void>
 }
