@@ -52,7 +52,14 @@ export const ProblemCode = {
   /** 422: the key was already used for a different request. */
   IDEMPOTENCY_KEY_MISMATCH: 'FST_PRECONDITION_IDEMPOTENCY_KEY_MISMATCH',
   /** 503: the idempotency store could not be reached, so the request was not attempted. */
-  IDEMPOTENCY_UNAVAILABLE: 'FST_PRECONDITION_IDEMPOTENCY_UNAVAILABLE'
+  IDEMPOTENCY_UNAVAILABLE: 'FST_PRECONDITION_IDEMPOTENCY_UNAVAILABLE',
+  /**
+   * 409: the first request with this key was applied, and its answer is not kept (its handler
+   * hijacked the reply, or the answer was larger than the store keeps). Do not retry it.
+   */
+  IDEMPOTENCY_ANSWER_NOT_KEPT: 'FST_PRECONDITION_IDEMPOTENCY_ANSWER_NOT_KEPT',
+  /** Thrown by `request.idempotency.complete` when this request no longer holds its key. */
+  IDEMPOTENCY_CLAIM_LOST: 'FST_PRECONDITION_IDEMPOTENCY_CLAIM_LOST'
 } as const
 
 // The classes' types are written out, from a named type import: declarations that spelt them
@@ -77,3 +84,11 @@ export const LockUnavailableError: LockErrorConstructor<typeof ProblemCode.LOCK_
  */
 export const LockLostError: LockErrorConstructor<typeof ProblemCode.LOCK_LOST> = createError(ProblemCode.LOCK_LOST,
   'The lease on "%s" was lost: %s', 503)
+
+/**
+ * `request.idempotency.complete(tx, body)` throws this when the request does not hold its key
+ * (its lease ended and another request claimed it): roll the transaction back. Answered as a 409
+ * if it reaches Fastify.
+ */
+export const IdempotencyClaimLostError: FastifyErrorConstructor<{ code: typeof ProblemCode.IDEMPOTENCY_CLAIM_LOST, statusCode: 409 }, [string, string]> = createError(ProblemCode.IDEMPOTENCY_CLAIM_LOST,
+  'The Idempotency-Key "%s" is not held by this request: %s. Roll the transaction back.', 409)

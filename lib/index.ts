@@ -23,7 +23,7 @@ import { evaluate, Outcome, outcomeStatus, type ConditionalHeaders, type Validat
 import { formatHttpDate } from './http-date.js'
 import { MemoryLockStore } from './locks/memory.js'
 import type { LockStore } from './locks/types.js'
-import { decorateIdempotency, isReplay, Renewals, wireIdempotency, wireIdempotentResponse, type IdempotencyState } from './idempotency/hooks.js'
+import { decorateIdempotency, isKeyed, isReplay, Renewals, wireIdempotencyKey, wireIdempotentHandler, wireIdempotentResponse, type IdempotencyState, type RequestIdempotency } from './idempotency/hooks.js'
 import { MemoryIdempotencyStore } from './idempotency/memory.js'
 import type { IdempotencyStore } from './idempotency/store.js'
 import { checkHeaders, isSafe, toPolicy, type ConcurrencyOptions, type Policy } from './policy.js'
@@ -33,7 +33,7 @@ import { kProblemEtag, PROBLEM_CONTENT_TYPE, ProblemWriter, type ProblemMessages
 import { routeKey } from './resource-key.js'
 import { documentRoute, shareProblemSchema } from './schema.js'
 import { checkValidators } from './validators.js'
-import { gateHandler, kGate, type RequestLock, type WriteGate } from './write-gate.js'
+import { gateHandler, kGate, orReply, type RequestLock, type WriteGate } from './write-gate.js'
 
 export { strongEtag } from './etag.js'
 export { evaluate, Outcome, outcomeStatus, outcomeHeader, type Validators, type ConditionalHeaders } from './evaluate.js'
@@ -47,7 +47,9 @@ export type { ConcurrencyOptions, RequirableHeader } from './policy.js'
 export type { Preconditions } from './preconditions.js'
 export type { RequestLock } from './write-gate.js'
 export { MemoryIdempotencyStore, memoryIdempotencyStore, type MemoryIdempotencyStoreOptions } from './idempotency/memory.js'
-export type { IdempotencyStore, ClaimResult, StoredResponse } from './idempotency/store.js'
+export type { IdempotencyStore, ClaimResult, StoredResponse, TransactionClient } from './idempotency/store.js'
+export type { RequestIdempotency } from './idempotency/hooks.js'
+export { IdempotencyClaimLostError } from './errors.js'
 export type { IdempotencyOptions } from './idempotency/policy.js'
 
 /** Plugin options; all optional. */
@@ -103,6 +105,11 @@ declare module 'fastify' {
      * (fastify-precondition); `null` elsewhere.
      */
     readonly lock: RequestLock | null
+    /**
+     * On a request that carries an Idempotency-Key, the key and `complete(tx, body)`, which records
+     * the answer in the handler's own transaction (fastify-precondition/postgres); `null` otherwise.
+     */
+    readonly idempotency: RequestIdempotency | null
   }
   interface FastifyReply {
     /**
@@ -244,21 +251,25 @@ const plugin: FastifyPluginAsync<FastifyPreconditionOptions> = async function fa
     const option = (routeOptions as RouteOptions & { concurrency?: unknown }).concurrency
     if (option === undefined) return
     const policy = toPolicy(option, `${String(routeOptions.method)} ${routeOptions.url}`)
-    // First, so a stored answer is replayed before any precondition or lock is looked at.
     if (policy.idempotency !== null) {
       if (state.idempotency === null) {
         const store = state.idempotencyStore ?? new MemoryIdempotencyStore()
         state.idempotency = { store, problems: state.problems, renewals: new Renewals(store.lease), claimTimeout: state.lockTimeout }
       }
-      // Claimed in the handler where no precondition hook or gate of the plugin's comes after.
-      wireIdempotency(routeOptions, policy.idempotency, state.idempotency, policy.validators === null && !policy.lock ? 'handler' : 'preHandler')
+      // The key is read before the 428 check: a request without either is told about the key.
+      wireIdempotencyKey(routeOptions, policy.idempotency, state.idempotency, policy.validators !== null || policy.lock)
     }
     // A route with `idempotency` alone needs of the precondition onSend hook only its cleaning of
     // problems: the idempotency hook does that too, one hook stage fewer (about 2% of a POST).
     const problemsOnly = policy.idempotency !== null && policy.validators === null && !policy.lock && policy.headers === null
     wireRoute(routeOptions, policy, state, problemsOnly)
-    // Last, so the answer is stored with the headers the other onSend hooks set.
-    if (policy.idempotency !== null) wireIdempotentResponse(routeOptions, problemsOnly ? dropForeignProblemEtag : null)
+    if (policy.idempotency !== null) {
+      // Wrapped last, so the claim comes first when the handler is called: after every hook of the
+      // route, and before the gate and the check, so a stored answer is replayed, not re-checked.
+      wireIdempotentHandler(routeOptions, policy.idempotency, state.idempotency as IdempotencyState)
+      // Last, so the answer is stored with the headers the other onSend hooks set.
+      wireIdempotentResponse(routeOptions, problemsOnly ? dropForeignProblemEtag : null)
+    }
     if (state.documentRoutes) documentRoute(routeOptions, policy, state.problems)
   })
 
@@ -344,9 +355,15 @@ function wireRoute (routeOptions: RouteOptions, policy: Policy, state: PluginSta
   const gated = policy.lock && !methods.every(isSafe)
   // Reads, and writes without a lock, are checked in the stage's hook. A locked write is checked
   // by its gate, under the lock; with stage onRequest it is also checked early, without the lock.
+  const keyed = policy.idempotency !== null
   if (policy.validators !== null && (!gated || policy.stage === 'onRequest' || methods.some(isSafe))) {
     appendHook(routeOptions, policy.stage, buildCheckHook(policy.validators, route, problems, state.weakIfMatch,
-      gated && policy.stage === 'preHandler', policy.idempotency !== null && policy.stage === 'onRequest'))
+      gated && policy.stage === 'preHandler', keyed))
+  }
+  if (keyed && policy.validators !== null && !gated && !methods.every(isSafe)) {
+    // A keyed write without a lock is checked after its claim, inside the handler: a retry whose
+    // first answer was stored is replayed, not refused for its now stale If-Match.
+    routeOptions.handler = checkThenHandle(buildCheckHook(policy.validators, route, problems, state.weakIfMatch, false, false), routeOptions.handler)
   }
   if (gated) {
     routeOptions.handler = gateHandler({
@@ -363,9 +380,40 @@ function wireRoute (routeOptions: RouteOptions, policy: Policy, state: PluginSta
   }
 }
 
+type CheckHook = (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction) => void
+
+/**
+ * The check of a keyed write without a lock, run in the handler (after the claim) instead of in
+ * its stage's hook. Fastify waits on the promise: the handler's result, or the response's end
+ * where the check answered (304, 412) or the handler answers by itself.
+ */
+function checkThenHandle (check: CheckHook, handler: RouteOptions['handler']): RouteOptions['handler'] {
+  type Instance = ThisParameterType<RouteOptions['handler']>
+  return function checkedHandler (this: Instance, request: FastifyRequest, reply: FastifyReply) {
+    if (isSafe(request.method) || !isKeyed(request)) return handler.call(this, request, reply)
+    return new Promise((resolve, reject) => {
+      const ended = (): void => { resolve(undefined) }
+      reply.then(ended, ended)
+      check(request, reply, (error) => {
+        if (error !== undefined && error !== null) {
+          reject(error)
+          return
+        }
+        try {
+          resolve(orReply(handler.call(this, request, reply), reply))
+        } catch (thrown) {
+          reject(thrown)
+        }
+      })
+    })
+  } as RouteOptions['handler']
+}
+
 /**
  * Evaluates the preconditions of a request in a hook: reads, writes without a lock, and the
  * early check of a locked write at stage onRequest. `skipWrites`: writes are the gate's alone.
+ * `skipKeyed`: a write with an Idempotency-Key is checked after its claim (by the gate, or
+ * checkThenHandle).
  */
 function buildCheckHook (validators: NonNullable<Policy['validators']>, route: string, problems: ProblemWriter, weakIfMatch: boolean, skipWrites: boolean, skipKeyed: boolean) {
   function decide (request: PreconditionRequest, reply: FastifyReply, value: unknown, done: HookHandlerDoneFunction): void {
@@ -396,7 +444,7 @@ function buildCheckHook (validators: NonNullable<Policy['validators']>, route: s
 
   return function checkPreconditions (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction): void {
     // A write with an Idempotency-Key may be the retry of one that was answered: its stored answer
-    // is replayed (after the body, in preHandler), not refused early for its now stale If-Match.
+    // is replayed (when its handler is called), not refused early for its now stale If-Match.
     if ((skipWrites || (skipKeyed && request.headers['idempotency-key'] !== undefined)) && !isSafe(request.method)) {
       done()
       return

@@ -52,6 +52,7 @@ export interface ProblemMessages {
     idempotencyKeyInUse: string
     idempotencyKeyMismatch: string
     idempotencyUnavailable: string
+    idempotencyAnswerNotKept: string
   }
 }
 
@@ -87,7 +88,8 @@ export const defaultMessages: ProblemMessages = {
     idempotencyKeyInvalid: 'The Idempotency-Key header must be 1 to 255 visible characters, sent as a quoted string ("abc") or a bare token (abc).',
     idempotencyKeyInUse: 'A request with this Idempotency-Key is still being processed. Retry after the Retry-After delay to receive its response.',
     idempotencyKeyMismatch: 'This Idempotency-Key was already used for a different request (another method, path or body). Send a new key for a new change.',
-    idempotencyUnavailable: 'The store that keeps this request from being applied twice could not be reached, so the request was not attempted. Retry after the Retry-After delay with the same Idempotency-Key.'
+    idempotencyUnavailable: 'The store that keeps this request from being applied twice could not be reached, so the request was not attempted. Retry after the Retry-After delay with the same Idempotency-Key.',
+    idempotencyAnswerNotKept: 'A request with this Idempotency-Key was already applied, and its response was not kept (it was streamed by hand or too large to store). Do not send it again: read the resource to see its result.'
   }
 }
 
@@ -110,7 +112,8 @@ const SLUGS: Record<string, string> = {
   [ProblemCode.IDEMPOTENCY_KEY_INVALID]: 'idempotency-key-invalid',
   [ProblemCode.IDEMPOTENCY_KEY_IN_USE]: 'idempotency-key-in-use',
   [ProblemCode.IDEMPOTENCY_KEY_MISMATCH]: 'idempotency-key-mismatch',
-  [ProblemCode.IDEMPOTENCY_UNAVAILABLE]: 'idempotency-unavailable'
+  [ProblemCode.IDEMPOTENCY_UNAVAILABLE]: 'idempotency-unavailable',
+  [ProblemCode.IDEMPOTENCY_ANSWER_NOT_KEPT]: 'idempotency-answer-not-kept'
 }
 
 /** The Idempotency-Key problems: their status and their detail text. */
@@ -119,7 +122,8 @@ const IDEMPOTENCY_PROBLEMS: Record<IdempotencyProblemCode, [400 | 409 | 422 | 50
   [ProblemCode.IDEMPOTENCY_KEY_INVALID]: [400, 'idempotencyKeyInvalid'],
   [ProblemCode.IDEMPOTENCY_KEY_IN_USE]: [409, 'idempotencyKeyInUse'],
   [ProblemCode.IDEMPOTENCY_KEY_MISMATCH]: [422, 'idempotencyKeyMismatch'],
-  [ProblemCode.IDEMPOTENCY_UNAVAILABLE]: [503, 'idempotencyUnavailable']
+  [ProblemCode.IDEMPOTENCY_UNAVAILABLE]: [503, 'idempotencyUnavailable'],
+  [ProblemCode.IDEMPOTENCY_ANSWER_NOT_KEPT]: [409, 'idempotencyAnswerNotKept']
 }
 
 /** The codes of the problems an Idempotency-Key route answers with. */
@@ -129,6 +133,7 @@ export type IdempotencyProblemCode =
   | typeof ProblemCode.IDEMPOTENCY_KEY_IN_USE
   | typeof ProblemCode.IDEMPOTENCY_KEY_MISMATCH
   | typeof ProblemCode.IDEMPOTENCY_UNAVAILABLE
+  | typeof ProblemCode.IDEMPOTENCY_ANSWER_NOT_KEPT
 
 export interface ProblemOptions {
   problemTypeBase?: string
@@ -220,10 +225,11 @@ export class ProblemWriter {
    * 400 (key missing or malformed), 409 (its first request still runs), 422 (the key was used
    * for another request) or 503 (the store is down). 409 and 503 carry the plugin's Retry-After.
    */
-  sendIdempotencyProblem (reply: FastifyReply, code: IdempotencyProblemCode, url: string): void {
+  sendIdempotencyProblem (reply: FastifyReply, code: IdempotencyProblemCode, url: string, retryAfter?: number): void {
     const status = IDEMPOTENCY_PROBLEMS[code][0]
     reply.code(status).header('content-type', PROBLEM_CONTENT_TYPE)
-    if (status === 409 || status === 503) reply.header('retry-after', this.retryAfter)
+    // A request that was applied is not to be retried; one in progress, when its lease ends.
+    if (code === ProblemCode.IDEMPOTENCY_KEY_IN_USE || status === 503) reply.header('retry-after', retryAfter === undefined ? this.retryAfter : String(retryAfter))
     reply.send(this.idempotencyHeads[code] + JSON.stringify(requestPath(url)) + ',"code":"' + code + '"}')
   }
 }

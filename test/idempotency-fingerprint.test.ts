@@ -20,11 +20,15 @@ test('every part of the head counts, and parts cannot run into each other', asyn
     one,
     unreadFingerprint(requestHead('PUT', '/orders', '/orders')),
     unreadFingerprint(requestHead('POST', '/orders/:id', '/orders')),
-    unreadFingerprint(requestHead('POST', '/orders', '/orders?x=1'))
+    unreadFingerprint(requestHead('POST', '/orders', '/orders?x=1')),
+    unreadFingerprint(requestHead('POST', '/orders', '/orders', 'text/plain'))
   ])
-  t.equal(seen.size, 4, 'each change makes another fingerprint')
+  t.equal(seen.size, 5, 'each change makes another fingerprint, the media type too')
+  t.equal(requestHead('POST', '/orders', '/orders', 'Application/JSON; charset=utf-8'), requestHead('POST', '/orders', '/orders', 'application/json'),
+    'the media type without its parameters, in lower case')
+  t.equal(requestHead('POST', '/orders', '/orders', ' text/plain '), requestHead('POST', '/orders', '/orders', 'text/plain'))
   t.not(requestHead('POST', '/a', 'b'), requestHead('POST', '/ab', ''), 'length-prefixed')
-  t.equal(requestHead('P\u00c9', '', ''), '3:P\u00c9;0:;0:;', 'lengths in UTF-8 bytes')
+  t.equal(requestHead('P\u00c9', '', ''), '3:P\u00c9;0:;0:;0:;', 'lengths in UTF-8 bytes')
 })
 
 test('store keys: no two (scope, key) pairs share one', async (t) => {

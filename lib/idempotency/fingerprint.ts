@@ -1,5 +1,5 @@
-// What makes two requests "the same request" for an Idempotency-Key: method, route, URL and the
-// body bytes as they arrived, hashed together with SHA-256 into one fingerprint. (The scope is not
+// What makes two requests "the same request" for an Idempotency-Key: method, route, URL, the
+// body's media type and the body bytes as they arrived, hashed together with SHA-256 into one fingerprint. (The scope is not
 // in it: it is part of the store key, so requests under two scopes never meet.)
 //
 // The body is hashed as the content-type parser consumes it, seen through the stream's own 'data'
@@ -12,7 +12,7 @@
 // (JSON.stringify of request.body) would call two different byte sequences the same request, and
 // depend on the schema's coercions.
 //
-// What is hashed, as UTF-8: the head — method, route and URL, each length-prefixed, so no choice
+// What is hashed, as UTF-8: the head — method, route, URL and media type, each length-prefixed, so no choice
 // of values can make two different requests encode alike ("a" + "bc" against "ab" + "c") — then
 // "b" and the body bytes read as latin1 (one character a byte), or "u" when no parser read a body
 // (there was none, or the handler reads it itself, so its bytes are not known before it runs and
@@ -88,9 +88,19 @@ function encoded (part: string): string {
   return String(Buffer.byteLength(part)) + ':' + part + ';'
 }
 
-/** What a fingerprint hashes before the body: method, route (as declared) and URL (as sent). */
-export function requestHead (method: string, route: string, url: string): string {
-  return encoded(method) + encoded(route) + encoded(url)
+/** The media type of a Content-Type field: lower case, without parameters ('' when absent). */
+export function mediaType (contentType: string | undefined): string {
+  if (contentType === undefined) return ''
+  const end = contentType.indexOf(';')
+  return (end === -1 ? contentType : contentType.slice(0, end)).trim().toLowerCase()
+}
+
+/**
+ * What a fingerprint hashes before the body: method, route (as declared), URL (as sent) and the
+ * body's media type, so the same bytes sent as text/plain and as JSON are two requests.
+ */
+export function requestHead (method: string, route: string, url: string, contentType?: string): string {
+  return encoded(method) + encoded(route) + encoded(url) + encoded(mediaType(contentType))
 }
 
 /** The fingerprint of a request whose body no parser read (it had none, or the handler reads it). */

@@ -1,26 +1,46 @@
-// The Idempotency-Key policy on a route: its hooks and the life of one claim.
+// The Idempotency-Key policy on a route: its hooks, and the life of one claim.
 //
 // preParsing  the key's syntax (400 when it is malformed, or missing where required); the body is
 //             hashed as the content-type parser reads it.
-// claim       after every hook of the route (auth), before any write lock: in place of the
-//             handler, or in a last preHandler hook where the plugin's precondition hooks or gate
-//             follow. A stored response is replayed, a running one answered 409, another request's
-//             key 422.
-// onSend      the claimed request's answer is stored (2xx–4xx) or its key released (5xx) before
-//             it is sent.
-// 'close'     of a response that got no answer: the key is released once the handler is over. A
-//             handler still running for a client that left keeps the key until it is over.
-import type { FastifyReply, FastifyRequest, HookHandlerDoneFunction, RouteOptions } from 'fastify'
+// handler     the key is claimed when the route's handler is called: after every hook of the
+//             route, also hooks that plugins registered later add in their own onRoute hooks
+//             (auth), and before the plugin's write gate and precondition check, which run inside
+//             it. A stored answer is replayed, a running one answered 409, another request's key
+//             422.
+// onSend      the claimed request's answer is stored as soon as Fastify has it, whatever the
+//             handler's style and whether or not its client is still there; a 5xx or a 429
+//             releases the key. A stream flows to its client while it is recorded.
+//
+// One claim is a small state machine (ClaimState), its transitions in the methods of Claim:
+//
+//   READ ── claim ──▶ CLAIMING ── claimed ──▶ RUNNING ── returned a value, threw ──▶ SENDING ─┐
+//                        │                     │  │                                            │
+//                        │ stored: replay      │  └─ returned nothing, no answer ──▶ PENDING ──┤ onSend
+//                        │ running: 409        │                                               ▼
+//                        │ other request: 422  │                                           ANSWERED
+//                        │ store failed: 503   │ hijacked, or ended by hand                    │
+//                        │ client gone         │ (also from PENDING)                           │ stored · released
+//                        ▼                     ▼                                               ▼
+//                     REFUSED                 OVER (applied, answer not kept) ◀───────────── OVER
+//
+// - The lease is renewed from RUNNING until the answer is stored. A handler that returned without
+//   answering (PENDING: a callback or `return reply` style, or an async handler that returned
+//   nothing) may still answer: once its client is gone too the lease is no longer renewed, and the
+//   key frees at its end unless the answer comes first.
+// - The answer of SENDING is on its way: Fastify sends what the handler returned or threw right
+//   after the handler's promise settles, also for a client that left.
+import type { FastifyReply, FastifyRequest, RouteOptions } from 'fastify'
 import type { Readable } from 'node:stream'
-import { ProblemCode } from '../errors.js'
+import { IdempotencyClaimLostError, ProblemCode } from '../errors.js'
 import { isSafe } from '../policy.js'
 import type { ProblemWriter } from '../problem.js'
 import { appendHook } from '../route-hooks.js'
 import { clientGone, orReply } from '../write-gate.js'
+import { decodeForClient } from './encoding.js'
 import { BodyDigest, requestHead, storeKey } from './fingerprint.js'
 import { parseIdempotencyKey } from './key.js'
 import type { IdempotencyPolicy } from './policy.js'
-import type { ClaimResult, IdempotencyStore, StoredResponse } from './store.js'
+import type { ClaimResult, IdempotencyStore, StoredResponse, TransactionClient } from './store.js'
 
 /** What the hooks need from the plugin. */
 export interface IdempotencyState {
@@ -32,18 +52,57 @@ export interface IdempotencyState {
 }
 
 /** The response headers kept with a stored response and replayed. */
-export const REPLAYED_HEADERS = ['content-type', 'location', 'etag', 'last-modified'] as const
+export const REPLAYED_HEADERS = ['content-type', 'content-encoding', 'location', 'etag', 'last-modified'] as const
+
+export const ClaimState = {
+  /** The key was read; the body is being hashed. Nothing is claimed. */
+  READ: 0,
+  /** The store was asked for the key. */
+  CLAIMING: 1,
+  /** Not this request's: replayed, 409, 422, 503, or its client left first. Final. */
+  REFUSED: 2,
+  /** Claimed; the handler runs. */
+  RUNNING: 3,
+  /** The handler returned a value or threw: Fastify is sending it. */
+  SENDING: 4,
+  /** The handler returned without answering: it may answer later, from a callback. */
+  PENDING: 5,
+  /** onSend has the answer: it is being recorded (a stream) or stored. */
+  ANSWERED: 6,
+  /** Stored, recorded as applied without its answer, or released. Final. */
+  OVER: 7
+} as const
+// eslint-disable-next-line @typescript-eslint/no-redeclare -- a value and its type, one name
+export type ClaimState = typeof ClaimState[keyof typeof ClaimState]
 
 const kIdempotency = Symbol('fastify-precondition.idempotency')
 
-type IdempotentRequest = FastifyRequest & { [kIdempotency]?: KeyedRequest | null }
+type IdempotentRequest = FastifyRequest & { [kIdempotency]: Claim | null }
+
+/** `request.idempotency`: on a request that carries a key, the key and the transactional completion. */
+export interface RequestIdempotency {
+  /** The Idempotency-Key the request carries. */
+  readonly key: string
+  /**
+   * Records the answer (the reply's status and headers as they are now, and `body` serialized as
+   * the route serializes it) through `tx`, the handler's own open transaction, so it commits or
+   * rolls back with the handler's data. Throws IdempotencyClaimLostError when this request no
+   * longer holds the key (roll back), and an Error on a store without transactions.
+   */
+  complete (tx: TransactionClient, body: unknown): Promise<void>
+}
 
 /**
- * Declares the request slot the hooks use, so requests keep one shape. Optional (the hooks work
- * without it), called once per plugin registration.
+ * Declares the request slots the hooks use, so requests keep one shape. Called once per plugin
+ * registration.
  */
 export function decorateIdempotency (fastify: { decorateRequest: (name: string, value: unknown) => unknown }): void {
   fastify.decorateRequest(kIdempotency as unknown as string, null)
+  fastify.decorateRequest('idempotency', {
+    getter (this: IdempotentRequest): RequestIdempotency | null {
+      return this[kIdempotency]
+    }
+  })
 }
 
 /** Whether this reply is a replay of a stored response (so an onSend hook leaves it as stored). */
@@ -51,103 +110,308 @@ export function isReplay (request: FastifyRequest): boolean {
   return (request as IdempotentRequest)[kIdempotency]?.replayed === true
 }
 
+/** Whether this request carries a key that its handler will claim. */
+export function isKeyed (request: FastifyRequest): boolean {
+  return (request as IdempotentRequest)[kIdempotency] !== null
+}
+
 function isThenable<T> (value: unknown): value is PromiseLike<T> {
   return value !== null && typeof value === 'object' && typeof (value as PromiseLike<T>).then === 'function'
 }
 
+function ignore (): void {}
+
+/**
+ * An error thrown where no Fastify runner would catch it (a promise continuation, a stream
+ * event): to the log, never an unhandled rejection.
+ */
+function logged (request: FastifyRequest, what: string, run: () => void): void {
+  try {
+    run()
+  } catch (error) {
+    request.log.error({ err: error }, `fastify-precondition: ${what}`)
+  }
+}
+
+/** Statuses whose answers are not kept: the request may be tried again. */
+function releases (status: number): boolean {
+  return status >= 500 || status === 429
+}
+
 /** One request carrying a key, from preParsing until its claim is stored or released. */
-class KeyedRequest {
+class Claim implements RequestIdempotency {
+  state: ClaimState = ClaimState.READ
   readonly key: string
   readonly request: FastifyRequest
+  readonly reply: FastifyReply
   /** The fingerprint of the request, taken as its body is read. */
   readonly body: BodyDigest
   storeKey = ''
-  token: string | null = null
+  token = ''
   replayed = false
-  /** Inside the handler, or waiting for its promise. */
-  running = false
-  /** The handler returned without a promise and without answering: it may still answer. */
-  pending = false
-  /** The key was stored or released; nothing more happens. */
-  over = false
+  /** The response has closed: finished, or its client is gone. */
   closed = false
-  status = 0
-  payload: Buffer | string | null = null
+  /** The handler recorded the answer in its own transaction (`complete`). */
+  completedInTransaction = false
+  /**
+   * The route's own handler was called. Where the plugin's gate or check sits between the claim
+   * and the handler, it may not be (412, or the client left while the lock was awaited).
+   */
+  ran: boolean
   /** The store's Renewals while the lease is renewed, and this claim's neighbours in its list. */
   renewals: Renewals | null = null
-  previousRenewal: KeyedRequest | null = null
-  nextRenewal: KeyedRequest | null = null
-  ttl = 0
-  store: IdempotencyStore | null = null
-  reply: FastifyReply | null = null
+  previousRenewal: Claim | null = null
+  nextRenewal: Claim | null = null
+  readonly ttl: number
+  readonly store: IdempotencyStore
 
-  constructor (key: string, request: FastifyRequest, body: BodyDigest) {
+  constructor (key: string, request: FastifyRequest, reply: FastifyReply, body: BodyDigest, store: IdempotencyStore, ttl: number, ran: boolean) {
+    this.ran = ran
     this.key = key
     this.request = request
+    this.reply = reply
     this.body = body
+    this.store = store
+    this.ttl = ttl
   }
 
-  /**
-   * The response closed, or the handler's promise settled, without an answer captured: the key is
-   * let go once the handler is over. (An answer is stored as it is captured, in onSend.)
-   */
-  settle (): void {
-    if (this.over || !this.closed) return
-    if (this.pending) {
-      // A callback-style handler may still write and answer: keep the key, unrenewed, so it
-      // frees at the end of its lease if no answer comes.
-      this.stopRenewal()
-    } else if (!this.running) {
-      this.finish(ignore)
+  /** CLAIMING → RUNNING: the store handed the key to this request. False when its client left meanwhile. */
+  claimed (token: string, renewals: Renewals): boolean {
+    this.token = token
+    const raw = this.reply.raw
+    if (clientGone(raw)) {
+      // Nothing will answer it, and nothing ran: let the key go.
+      this.state = ClaimState.OVER
+      this.release()
+      return false
     }
+    this.state = ClaimState.RUNNING
+    // A closure, not a property on the response: Node's own objects keep their shape.
+    raw.on('close', () => { this.onClose() })
+    renewals.add(this)
+    return true
   }
 
-  /**
-   * Stores the captured answer (2xx–4xx) or releases the key (5xx, or no answer), then calls
-   * `after`, also when the store failed (that is logged): the answer goes out either way.
-   */
-  finish (after: () => void): void {
-    this.over = true
-    this.stopRenewal()
-    const store = this.store as IdempotencyStore
-    const token = this.token as string
-    const log = this.request.log
-    // `proceed` is read when the store is done: while it is pending it becomes a once-only
-    // `after` that a timer also calls, so a store that hangs holds the answer up for a bounded time.
-    let proceed = after
-    let over
-    if (this.payload === null || this.status >= 500) {
-      over = call(() => store.release(this.storeKey, token), (error) => {
-        log.warn({ err: error }, 'fastify-precondition: releasing an Idempotency-Key failed; it frees at the end of its lease')
-        proceed()
-      }, () => proceed())
+  /** Runs the handler from RUNNING and follows how it ends. */
+  run (instance: unknown, handler: RouteOptions['handler']): unknown {
+    let result
+    try {
+      result = handler.call(instance as ThisParameterType<RouteOptions['handler']>, this.request, this.reply)
+    } catch (error) {
+      this.returned(true)
+      throw error
+    }
+    if (!isThenable(result)) {
+      this.returned(result !== undefined)
+      return result
+    }
+    // Fastify sends what this promise gives, right after it settles: the handler's state is known
+    // here first. (`return reply.send(x)` and `return reply` give nothing: the reply is a
+    // thenable that settles once the response has ended.)
+    return result.then((value) => {
+      this.returned(value !== undefined)
+      return value
+    }, (error: unknown) => {
+      this.returned(true)
+      throw error
+    })
+  }
+
+  /** The handler returned or threw: `answer` when Fastify will now send what it gave. */
+  private returned (answer: boolean): void {
+    if (this.state !== ClaimState.RUNNING) return
+    if (answer) {
+      this.state = ClaimState.SENDING
+    } else if (!this.ran) {
+      // Nothing ran (the gate found its client gone): a retry may run it.
+      this.release()
+    } else if (this.reply.sent) {
+      // Hijacked, or ended by hand: the request was applied and its answer is not known.
+      this.notKept()
     } else {
-      const response: StoredResponse = { status: this.status, headers: {}, body: this.payload }
-      // All of them at once: getHeader() lower-cases each name and asks Node's response again for
-      // each one that is missing.
-      const sent = (this.reply as FastifyReply).getHeaders()
-      for (const name of REPLAYED_HEADERS) {
-        const value = sent[name]
-        if (value !== undefined) response.headers[name] = String(value)
-      }
-      over = call(() => store.complete(this.storeKey, token, response, this.ttl), (error) => {
-        log.warn({ err: error }, 'fastify-precondition: storing the response of an Idempotency-Key failed; a retry will run again')
-        proceed()
-      }, (stored) => {
-        if (stored === false) log.warn('fastify-precondition: the Idempotency-Key lease was lost before the response was stored; a retry will run again')
-        proceed()
-      })
+      this.state = ClaimState.PENDING
+      if (this.closed) this.stopRenewal()
     }
-    if (!over && after !== ignore) proceed = onceWithin(after)
+  }
+
+  private onClose (): void {
+    this.closed = true
+    if (this.state === ClaimState.RUNNING && !this.ran) {
+      // Gone while the gate or the check had the request (waiting for the lock, say): its handler
+      // will not run, and a retry may run it now.
+      this.release()
+      return
+    }
+    if (this.state !== ClaimState.PENDING) return
+    // A handler that answers from a callback has had its chance while its client was there. Not
+    // renewed any more, the key frees at the end of its lease unless the answer comes first.
+    if (this.reply.sent) this.notKept()
+    else this.stopRenewal()
+  }
+
+  /**
+   * onSend: RUNNING, SENDING or PENDING → ANSWERED. Stores the answer (or releases the key) and
+   * calls `done` with the payload to send: at once for a stream, which is recorded as it flows;
+   * else once the store is done, so a client that has the answer and retries gets the replay.
+   */
+  answered (payload: unknown, done: (error: Error | null, payload?: unknown) => void): void {
+    this.state = ClaimState.ANSWERED
+    const status = this.reply.statusCode
+    if (this.completedInTransaction) {
+      // Recorded in the handler's transaction: not stored again. A failure after it (5xx) lets a
+      // claim whose transaction rolled back go; one that committed is done and stays.
+      if (releases(status)) this.release()
+      this.over()
+      done(null, payload)
+      return
+    }
+    if (releases(status)) {
+      this.release(() => done(null, payload))
+      return
+    }
+    if (payload === null || payload === undefined || typeof payload === 'string' || Buffer.isBuffer(payload)) {
+      const body = payload ?? ''
+      if (this.tooLarge(typeof body === 'string' ? Buffer.byteLength(body) : body.length)) this.notKept(() => done(null, payload))
+      else this.keep(this.response(status, body), () => done(null, payload))
+      return
+    }
+    if (typeof (payload as Readable).pipe === 'function') {
+      this.record(payload as Readable, status)
+    } else {
+      // A web stream or a Response: not recorded.
+      this.notKept()
+    }
+    done(null, payload)
+  }
+
+  /** Records a stream's bytes as it is read for its client, and stores them once it has ended. */
+  private record (stream: Readable, status: number): void {
+    const chunks: Buffer[] = []
+    let bytes = 0
+    let kept = true
+    let ended = false
+    const emit = stream.emit
+    const claim = this
+    stream.emit = function recordAnswer (this: Readable, event: string | symbol, chunk?: unknown) {
+      if (event === 'data' && kept) {
+        const piece = typeof chunk === 'string' ? Buffer.from(chunk) : chunk as Buffer
+        bytes += piece.length
+        if (claim.tooLarge(bytes)) {
+          kept = false
+          chunks.length = 0
+        } else {
+          chunks.push(piece)
+        }
+      } else if (event === 'end') {
+        ended = true
+        logged(claim.request, 'storing a streamed answer failed', () => {
+          if (kept) claim.keep(claim.response(status, Buffer.concat(chunks)), ignore)
+          else claim.notKept()
+        })
+      } else if (event === 'error') {
+        // The answer broke off: as a 5xx, the key is let go.
+        if (!ended) logged(claim.request, 'releasing an Idempotency-Key failed', () => { ended = true; claim.release() })
+      } else if (event === 'close' && !ended) {
+        // Destroyed before its end (its client left): applied, its answer not whole.
+        ended = true
+        logged(claim.request, 'recording an Idempotency-Key failed', () => { claim.notKept() })
+      }
+      return emit.apply(this, arguments as unknown as [string | symbol, ...unknown[]])
+    } as typeof stream.emit
+  }
+
+  private tooLarge (bytes: number): boolean {
+    const limit = this.store.maxAnswerBytes
+    return limit !== undefined && bytes > limit
+  }
+
+  private response (status: number, body: Buffer | string): StoredResponse {
+    const response: StoredResponse = { status, headers: {}, body }
+    // All of them at once: getHeader() lower-cases each name and asks Node's response again for
+    // each one that is missing.
+    const sent = this.reply.getHeaders()
+    for (const name of REPLAYED_HEADERS) {
+      const value = sent[name]
+      if (value !== undefined) response.headers[name] = String(value)
+    }
+    return response
+  }
+
+  /** The request was applied and its answer is not kept: a retry is told so, and runs nothing. */
+  private notKept (after: () => void = ignore): void {
+    this.keep({ status: this.reply.statusCode, headers: {}, body: '', replayable: false }, after)
+  }
+
+  /** → OVER: stores `response`, then calls `after`, also when the store failed (logged). */
+  private keep (response: StoredResponse, after: () => void): void {
+    this.over()
+    const { store, storeKey: key, token, request } = this
+    let proceed = after
+    const pending = !call(() => store.complete(key, token, response, this.ttl), (error) => {
+      request.log.warn({ err: error, key: this.key }, 'fastify-precondition: storing the answer of an Idempotency-Key failed; a retry may run the request again')
+      proceed()
+    }, (stored) => {
+      if (stored === false) request.log.warn({ key: this.key }, 'fastify-precondition: the Idempotency-Key lease ended before the answer was stored; a retry may run the request again')
+      proceed()
+    })
+    // While the store is pending, `proceed` is a once-only `after` that a timer also calls: a
+    // store that hangs holds the answer up for a bounded time.
+    if (pending && after !== ignore) proceed = onceWithin(after)
+  }
+
+  /** → OVER: frees the key (the answer is a 5xx or a 429, or nothing ran), then calls `after`. */
+  release (after: () => void = ignore): void {
+    this.over()
+    let proceed = after
+    const pending = !call(() => this.store.release(this.storeKey, this.token), (error) => {
+      this.request.log.warn({ err: error, key: this.key }, 'fastify-precondition: releasing an Idempotency-Key failed; it frees at the end of its lease')
+      proceed()
+    }, () => proceed())
+    if (pending && after !== ignore) proceed = onceWithin(after)
+  }
+
+  private over (): void {
+    this.state = ClaimState.OVER
+    this.stopRenewal()
+  }
+
+  /** `request.idempotency.complete(tx, body)`: the answer recorded in the handler's transaction. */
+  async complete (tx: TransactionClient, body: unknown): Promise<void> {
+    const store = this.store
+    if (typeof store.completeIn !== 'function') {
+      throw new TypeError('fastify-precondition: request.idempotency.complete(tx, body) records the answer in a database transaction, and this idempotency store has none: use pgIdempotencyStore from fastify-precondition/postgres, or just return the answer')
+    }
+    const state = this.state
+    if ((state !== ClaimState.RUNNING && state !== ClaimState.PENDING) || this.completedInTransaction) {
+      throw new IdempotencyClaimLostError(this.key, state === ClaimState.READ || state === ClaimState.CLAIMING ? 'it is not claimed yet: call complete from the handler' : 'it was answered already')
+    }
+    const reply = this.reply
+    let serialized: Buffer | string
+    if (typeof body === 'string' || Buffer.isBuffer(body)) {
+      serialized = body
+    } else {
+      serialized = reply.serialize(body) as string
+      // What Fastify sets when it serializes the same value: the stored answer has it too.
+      if (!reply.hasHeader('content-type')) reply.header('content-type', 'application/json; charset=utf-8')
+    }
+    const size = typeof serialized === 'string' ? Buffer.byteLength(serialized) : serialized.length
+    const response = this.tooLarge(size)
+      ? { status: reply.statusCode, headers: {}, body: '', replayable: false as const }
+      : this.response(reply.statusCode, serialized)
+    if (!await store.completeIn(tx, this.storeKey, this.token, response, this.ttl)) {
+      throw new IdempotencyClaimLostError(this.key, 'its lease ended and another request claimed it')
+    }
+    this.completedInTransaction = true
+    // The record is this transaction's now: a renewal through the pool would wait on its row.
+    this.stopRenewal()
   }
 
   /** Extends the lease; called by the store's Renewals while the request runs. */
   renew (): void {
-    const store = this.store as IdempotencyStore
-    call(() => store.renew(this.storeKey, this.token as string, store.lease), ignore, (held) => {
+    call(() => this.store.renew(this.storeKey, this.token, this.store.lease), ignore, (held) => {
       if (held === false && this.renewals !== null) {
         this.stopRenewal()
-        this.request.log.warn('fastify-precondition: the Idempotency-Key lease was lost while its request ran; a duplicate may run')
+        this.request.log.warn({ key: this.key }, 'fastify-precondition: the Idempotency-Key lease was lost while its request ran; a duplicate may run')
       }
     })
   }
@@ -166,7 +430,7 @@ class KeyedRequest {
 export class Renewals {
   // A doubly linked list through the claims themselves: adding and removing one costs no
   // allocation and no hashing, as a Set's would.
-  private head: KeyedRequest | null = null
+  private head: Claim | null = null
   private count = 0
   private timer: NodeJS.Timeout | null = null
   private readonly interval: number
@@ -185,11 +449,11 @@ export class Renewals {
     return this.timer !== null
   }
 
-  add (keyed: KeyedRequest): void {
-    keyed.renewals = this
-    keyed.nextRenewal = this.head
-    if (this.head !== null) this.head.previousRenewal = keyed
-    this.head = keyed
+  add (claim: Claim): void {
+    claim.renewals = this
+    claim.nextRenewal = this.head
+    if (this.head !== null) this.head.previousRenewal = claim
+    this.head = claim
     this.count++
     if (this.timer !== null) return
     this.timer = setInterval(() => this.tick(), this.interval)
@@ -197,13 +461,13 @@ export class Renewals {
   }
 
   /** Takes out a claim that `add` put in (and not yet taken out). */
-  delete (keyed: KeyedRequest): void {
-    const { previousRenewal: previous, nextRenewal: next } = keyed
+  delete (claim: Claim): void {
+    const { previousRenewal: previous, nextRenewal: next } = claim
     if (previous === null) this.head = next
     else previous.nextRenewal = next
     if (next !== null) next.previousRenewal = previous
-    keyed.previousRenewal = null
-    keyed.nextRenewal = null
+    claim.previousRenewal = null
+    claim.nextRenewal = null
     this.count--
   }
 
@@ -215,9 +479,9 @@ export class Renewals {
       return
     }
     // The next one is read first: a renewal that finds the lease lost takes its claim out.
-    for (let keyed: KeyedRequest | null = this.head, next; keyed !== null; keyed = next) {
-      next = keyed.nextRenewal
-      keyed.renew()
+    for (let claim: Claim | null = this.head, next; claim !== null; claim = next) {
+      next = claim.nextRenewal
+      claim.renew()
     }
   }
 
@@ -267,32 +531,20 @@ function onceWithin (after: () => void): () => void {
   return once
 }
 
-function ignore (): void {}
-
-/**
- * The body as it is sent, to be stored: a string as it is (its UTF-8 bytes are what goes out; no
- * Buffer copy per request, and a string kept lives in the V8 heap, not in a pooled slab that one
- * kept answer holds on to), bytes as they are; null for a stream.
- */
-function sentBody (payload: unknown): Buffer | string | null {
-  if (payload == null) return ''
-  if (typeof payload === 'string' || Buffer.isBuffer(payload)) return payload
-  return null
+/** The Retry-After of a 409, in seconds: when the running claim's lease ends. */
+function retryAfterSeconds (result: { retryAfter?: number }): number | undefined {
+  return result.retryAfter === undefined ? undefined : Math.max(1, Math.ceil(result.retryAfter / 1000))
 }
 
 /**
- * Adds the Idempotency-Key hooks to a route, after the hooks it already has, and wraps its
- * handler. The key is claimed after every hook of the route (auth), before the handler:
- * - `claimIn: 'preHandler'`, in a preHandler hook: where the plugin adds hooks or a gate after the
- *   claim (the preconditions, the write lock). Call it before those are added, so the replay comes
- *   before If-Match is evaluated and before the lock.
- * - `claimIn: 'handler'`, in the wrapped handler itself, after every preHandler hook: where nothing
- *   of the plugin's comes between. One hook stage fewer, and no preHandler stage at all on a route
- *   that had none (about 5% of a small POST's instructions under callgrind).
+ * Adds the Idempotency-Key's preParsing hook to a route, after the hooks it already has: it reads
+ * the key and starts the body's digest. `between`: the plugin will wrap the handler (gate, check)
+ * before the claim wraps it, so the route's own handler is marked when it is called; call this
+ * before that wrapping.
  */
-export function wireIdempotency (routeOptions: RouteOptions, policy: IdempotencyPolicy, state: IdempotencyState, claimIn: 'preHandler' | 'handler' = 'preHandler'): void {
-  const { store, problems, renewals, claimTimeout } = state
-  const { required, ttl, scope } = policy
+export function wireIdempotencyKey (routeOptions: RouteOptions, policy: IdempotencyPolicy, state: IdempotencyState, between = false): void {
+  const { store, problems } = state
+  const { required, ttl } = policy
   const route = routeOptions.url
 
   // One preParsing hook reads the key and starts the digest: before the body is read, after every
@@ -308,8 +560,8 @@ export function wireIdempotency (routeOptions: RouteOptions, policy: Idempotency
       // Every keyed request is watched, not only those with Content-Length or Transfer-Encoding:
       // Fastify parses a body wherever there is a Content-Type, and an HTTP/2 request may carry one
       // with neither.
-      const digest = new BodyDigest(payload, requestHead(request.method, route, request.url))
-      ;(request as IdempotentRequest)[kIdempotency] = new KeyedRequest(parsed.key, request, digest)
+      const digest = new BodyDigest(payload, requestHead(request.method, route, request.url, request.headers['content-type']))
+      ;(request as IdempotentRequest)[kIdempotency] = new Claim(parsed.key, request, reply, digest, store, ttl, !between)
       done(null, payload)
     } else if (parsed.reason === 'invalid') {
       problems.sendIdempotencyProblem(reply, ProblemCode.IDEMPOTENCY_KEY_INVALID, request.url)
@@ -319,46 +571,57 @@ export function wireIdempotency (routeOptions: RouteOptions, policy: Idempotency
       done(null, payload)
     }
   })
+  if (!between) return
+  const handler = routeOptions.handler
+  type Instance = ThisParameterType<RouteOptions['handler']>
+  routeOptions.handler = function markRun (this: Instance, request: FastifyRequest, reply: FastifyReply) {
+    const claim = (request as IdempotentRequest)[kIdempotency]
+    if (claim !== null) {
+      // Its client left before the handler's turn and the key was let go: a retry may run it.
+      if (claim.state === ClaimState.OVER) return undefined
+      claim.ran = true
+    }
+    return handler.call(this, request, reply)
+  } as RouteOptions['handler']
+}
+
+/**
+ * Wraps the route's handler in the claim: call it after every other wrapping of the plugin's (the
+ * write gate, the precondition check), so the claim comes first and the replay before any
+ * precondition or lock is looked at.
+ */
+export function wireIdempotentHandler (routeOptions: RouteOptions, policy: IdempotencyPolicy, state: IdempotencyState): void {
+  const { store, problems, renewals, claimTimeout } = state
+  const { scope } = policy
 
   /** Acts on the store's answer to a claim; true when the request goes on to its handler. */
-  function answer (keyed: KeyedRequest, request: FastifyRequest, reply: FastifyReply, result: ClaimResult): boolean {
-    const raw = reply.raw
-    if (result.state === 'claimed') {
-      keyed.token = result.token
-      keyed.store = store
-      keyed.reply = reply
-      keyed.ttl = ttl
-      if (clientGone(raw)) {
-        // The client left while the claim was made: nothing will answer it.
-        keyed.closed = true
-        keyed.finish(ignore)
+  function answer (claim: Claim, request: FastifyRequest, reply: FastifyReply, result: ClaimResult): boolean {
+    if (result.state === 'claimed') return claim.claimed(result.token, renewals)
+    claim.state = ClaimState.REFUSED
+    if (result.state === 'done') {
+      const stored = result.response
+      if (stored.replayable === false) {
+        problems.sendIdempotencyProblem(reply, ProblemCode.IDEMPOTENCY_ANSWER_NOT_KEPT, request.url)
         return false
       }
-      // A closure, not a property on the response: Node's own objects keep their shape.
-      raw.on('close', () => {
-        keyed.closed = true
-        keyed.settle()
-      })
-      renewals.add(keyed)
-      return true
-    }
-    if (result.state === 'done') {
-      keyed.replayed = true
-      const stored = result.response
+      claim.replayed = true
       reply.code(stored.status)
       const headers = stored.headers
       for (const name in headers) reply.header(name, headers[name])
-      reply.header('idempotent-replayed', 'true').send(stored.body)
+      reply.header('idempotent-replayed', 'true').send(headers['content-encoding'] === undefined ? stored.body : decodeForClient(reply, stored.body, request.headers['accept-encoding']))
     } else if (result.state === 'running') {
-      problems.sendIdempotencyProblem(reply, ProblemCode.IDEMPOTENCY_KEY_IN_USE, request.url)
+      problems.sendIdempotencyProblem(reply, ProblemCode.IDEMPOTENCY_KEY_IN_USE, request.url, retryAfterSeconds(result))
     } else {
       problems.sendIdempotencyProblem(reply, ProblemCode.IDEMPOTENCY_KEY_MISMATCH, request.url)
     }
     return false
   }
 
-  function unavailable (request: FastifyRequest, reply: FastifyReply, error: unknown): void {
-    request.log.error({ err: error }, 'fastify-precondition: the idempotency store failed; answering 503')
+  function unavailable (claim: Claim, request: FastifyRequest, reply: FastifyReply, error: unknown): void {
+    claim.state = ClaimState.REFUSED
+    // One line a failure, without a stack: an outage would otherwise fill the log with traces.
+    request.log.warn({ code: ProblemCode.IDEMPOTENCY_UNAVAILABLE, key: claim.key, reason: error instanceof Error ? error.message : String(error) },
+      'fastify-precondition: the idempotency store failed; answering 503, the request was not run')
     problems.sendIdempotencyProblem(reply, ProblemCode.IDEMPOTENCY_UNAVAILABLE, request.url)
   }
 
@@ -366,19 +629,20 @@ export function wireIdempotency (routeOptions: RouteOptions, policy: Idempotency
    * Claims the request's key: the store's answer, or its promise; null when the store threw (the
    * request was answered 503). A scope that throws or returns no string throws.
    */
-  function claim (keyed: KeyedRequest, request: FastifyRequest, reply: FastifyReply): ClaimResult | Promise<ClaimResult> | null {
+  function claimKey (claim: Claim, request: FastifyRequest, reply: FastifyReply): ClaimResult | Promise<ClaimResult> | null {
     const owner = scope === null ? '' : scope(request)
     if (typeof owner !== 'string') throw new TypeError(`concurrency.idempotency.scope must return a string; got ${typeof owner}`)
-    const print = keyed.body.result()
-    keyed.storeKey = storeKey(owner, keyed.key)
+    const print = claim.body.result()
+    claim.storeKey = storeKey(owner, claim.key)
+    claim.state = ClaimState.CLAIMING
     let claimed
     try {
-      claimed = store.claim(keyed.storeKey, print, store.lease)
+      claimed = store.claim(claim.storeKey, print, store.lease)
     } catch (error) {
-      unavailable(request, reply, error)
+      unavailable(claim, request, reply, error)
       return null
     }
-    return isThenable<ClaimResult>(claimed) ? within(keyed, claimed, request.log) : claimed
+    return isThenable<ClaimResult>(claimed) ? within(claim, claimed, request.log) : claimed
   }
 
   /**
@@ -387,7 +651,7 @@ export function wireIdempotency (routeOptions: RouteOptions, policy: Idempotency
    * claim that lands after that is let go at once, so the key is not held for a request nobody
    * runs.
    */
-  function within (keyed: KeyedRequest, claimed: PromiseLike<ClaimResult>, log: FastifyRequest['log']): Promise<ClaimResult> {
+  function within (claim: Claim, claimed: PromiseLike<ClaimResult>, log: FastifyRequest['log']): Promise<ClaimResult> {
     return new Promise((resolve, reject) => {
       let late = false
       const timer = setTimeout(() => {
@@ -399,7 +663,7 @@ export function wireIdempotency (routeOptions: RouteOptions, policy: Idempotency
         if (!late) {
           resolve(result)
         } else if (result.state === 'claimed') {
-          call(() => store.release(keyed.storeKey, result.token), (error) => {
+          call(() => store.release(claim.storeKey, result.token), (error) => {
             log.warn({ err: error }, 'fastify-precondition: releasing a late Idempotency-Key claim failed; it frees at the end of its lease')
           })
         }
@@ -410,118 +674,50 @@ export function wireIdempotency (routeOptions: RouteOptions, policy: Idempotency
     })
   }
 
-  if (claimIn === 'preHandler') {
-    appendHook(routeOptions, 'preHandler', function claimIdempotencyKey (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction) {
-      const keyed = (request as IdempotentRequest)[kIdempotency]
-      if (keyed === null || keyed === undefined) {
-        done()
-        return
-      }
-      // The client left before this hook ran: claim nothing, run nothing.
-      if (clientGone(reply.raw)) return
-      let claimed
-      try {
-        claimed = claim(keyed, request, reply)
-      } catch (error) {
-        done(error as Error)
-        return
-      }
-      if (claimed === null) return
-      if (isThenable<ClaimResult>(claimed)) {
-        claimed.then((result) => { if (answer(keyed, request, reply, result)) done() }, (error) => unavailable(request, reply, error))
-      } else if (answer(keyed, request, reply, claimed)) {
-        done()
-      }
-    })
-  }
-
   const handler = routeOptions.handler
   type Instance = ThisParameterType<RouteOptions['handler']>
-  function run (this: Instance, request: FastifyRequest, reply: FastifyReply, keyed: KeyedRequest | null | undefined): unknown {
-    if (keyed === null || keyed === undefined || keyed.store === null) return handler.call(this, request, reply)
-    // The client left before the handler and the key was let go: a retry may already run it.
-    if (keyed.over) return
-    keyed.running = true
-    let result
-    try {
-      result = handler.call(this, request, reply)
-    } finally {
-      keyed.running = false
+  routeOptions.handler = function claimThenHandle (this: Instance, request: FastifyRequest, reply: FastifyReply) {
+    const claim = (request as IdempotentRequest)[kIdempotency]
+    if (claim === null) return handler.call(this, request, reply)
+    // The client left before its turn: claim nothing, run nothing.
+    if (clientGone(reply.raw)) {
+      claim.state = ClaimState.REFUSED
+      return undefined
     }
-    if (isThenable(result)) {
-      keyed.running = true
-      const over = (): void => {
-        keyed.running = false
-        keyed.settle()
-      }
-      result.then(over, over)
-    } else if (keyed.status === 0) {
-      keyed.pending = true
-    }
-    return result
-  }
-
-  routeOptions.handler = claimIn === 'preHandler'
-    ? function idempotentHandler (this: Instance, request: FastifyRequest, reply: FastifyReply) {
-      return run.call(this, request, reply, (request as IdempotentRequest)[kIdempotency])
-    }
-    : function claimThenHandle (this: Instance, request: FastifyRequest, reply: FastifyReply) {
-      const keyed = (request as IdempotentRequest)[kIdempotency]
-      if (keyed === null || keyed === undefined) return handler.call(this, request, reply)
-      // The client left before its turn: claim nothing, run nothing.
-      if (clientGone(reply.raw)) return undefined
-      // A scope that throws is the route's bug: a 500 through Fastify's error path.
-      const claimed = claim(keyed, request, reply)
-      if (claimed === null) return undefined
-      if (!isThenable<ClaimResult>(claimed)) return answer(keyed, request, reply, claimed) ? run.call(this, request, reply, keyed) : undefined
-      // Later, Fastify waits on what this promise gives: the handler's promise or payload, or the
-      // reply (settled once the response has ended) when the handler answers by itself or was
-      // not run.
-      return claimed.then((result) => {
-        if (!answer(keyed, request, reply, result)) return reply
-        return orReply(run.call(this, request, reply, keyed), reply)
-      }, (error: unknown) => {
-        unavailable(request, reply, error)
-        return reply
-      })
-    } as RouteOptions['handler']
+    // A scope that throws is the route's bug: a 500 through Fastify's error path.
+    const claimed = claimKey(claim, request, reply)
+    if (claimed === null) return undefined
+    if (!isThenable<ClaimResult>(claimed)) return answer(claim, request, reply, claimed) ? claim.run(this, handler) : undefined
+    // Later, Fastify waits on what this promise gives: the handler's promise or payload, or the
+    // reply (settled once the response has ended) when the handler answers by itself or was
+    // not run.
+    return claimed.then((result) => {
+      if (!answer(claim, request, reply, result)) return reply
+      return orReply(claim.run(this, handler), reply)
+    }, (error: unknown) => {
+      unavailable(claim, request, reply, error)
+      return reply
+    })
+  } as RouteOptions['handler']
 }
 
 /**
  * Adds the hook that captures a claimed request's answer and stores it (or releases the key on a
- * 5xx) before the answer is sent, so a client that has the answer and sends the key again gets
- * the replay, never a 409. Call it after every other onSend hook the plugin adds to the route, so
- * the headers stored (ETag, Last-Modified) are the ones sent. `before` runs first on every
- * answer of the route, keyed or not.
+ * 5xx or a 429). Call it after every other onSend hook the plugin adds to the route, so the
+ * headers stored (ETag, Last-Modified) are the ones sent. `before` runs first on every answer of
+ * the route, keyed or not.
  */
 export function wireIdempotentResponse (routeOptions: RouteOptions, before: ((reply: FastifyReply) => void) | null = null): void {
   appendHook(routeOptions, 'onSend', function captureResponse (request: FastifyRequest, reply: FastifyReply, payload: unknown, done: (error: Error | null, payload?: unknown) => void) {
     // What the route's other onSend hook of the plugin would do, where this is its only one.
     if (before !== null) before(reply)
-    const keyed = (request as IdempotentRequest)[kIdempotency]
-    if (keyed === null || keyed === undefined || keyed.store === null || keyed.over || keyed.status !== 0) {
+    const claim = (request as IdempotentRequest)[kIdempotency]
+    if (claim === null) {
       done(null, payload)
       return
     }
-    keyed.status = reply.statusCode
-    keyed.pending = false
-    const bytes = keyed.status >= 500 ? null : sentBody(payload)
-    if (keyed.status >= 500 || bytes !== null) {
-      keyed.payload = bytes
-      keyed.finish(() => done(null, payload))
-      return
-    }
-    // A stream: read it whole, so the bytes sent are the bytes stored.
-    const chunks: Buffer[] = []
-    const stream = payload as Readable
-    stream.on('data', (chunk: Buffer | string) => chunks.push(Buffer.from(chunk)))
-    stream.once('error', (error) => {
-      keyed.status = 500
-      keyed.finish(() => done(error))
-    })
-    stream.once('end', () => {
-      keyed.payload = Buffer.concat(chunks)
-      keyed.finish(() => done(null, keyed.payload))
-    })
+    const state = claim.state
+    if (state === ClaimState.RUNNING || state === ClaimState.SENDING || state === ClaimState.PENDING) claim.answered(payload, done)
+    else done(null, payload)
   })
 }

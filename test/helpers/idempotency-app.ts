@@ -1,8 +1,9 @@
 // A test-only stand-in for the plugin's wiring of the Idempotency-Key policy: routes that declare
 // `config: { idempotency }` get `wireIdempotency`'s hooks, with the problems and store given.
-import Fastify, { type FastifyHttpOptions, type FastifyInstance, type RouteOptions } from 'fastify'
+import Fastify, { type FastifyHttpOptions, type FastifyInstance, type FastifyReply, type FastifyRequest, type RouteOptions } from 'fastify'
 import fp from 'fastify-plugin'
-import { decorateIdempotency, Renewals, wireIdempotency, wireIdempotentResponse } from '../../lib/idempotency/hooks.js'
+import { decorateIdempotency, Renewals, wireIdempotencyKey, wireIdempotentHandler, wireIdempotentResponse } from '../../lib/idempotency/hooks.js'
+import { orReply } from '../../lib/write-gate.js'
 import { MemoryIdempotencyStore } from '../../lib/idempotency/memory.js'
 import { toIdempotencyPolicy } from '../../lib/idempotency/policy.js'
 import type { IdempotencyStore } from '../../lib/idempotency/store.js'
@@ -24,13 +25,20 @@ export const idempotencyPlugin = fp(async function idempotency (fastify: Fastify
     if (config?.idempotency === undefined) return
     const policy = toIdempotencyPolicy(config.idempotency, `${String(routeOptions.method)} ${routeOptions.url}`)
     if (policy === null) return
-    // Like the plugin: claimed in a preHandler hook when hooks follow the claim, else in the
-    // handler; IDEMPOTENCY_CLAIM_IN=preHandler runs a test file with the claim always in the hook.
-    const claimIn = config.afterClaim === undefined && process.env.IDEMPOTENCY_CLAIM_IN !== 'preHandler' ? 'handler' : 'preHandler'
-    wireIdempotency(routeOptions, policy, state, claimIn)
+    const after = config.afterClaim as ((request: FastifyRequest, reply: FastifyReply, done: () => void) => void) | undefined
+    wireIdempotencyKey(routeOptions, policy, state, after !== undefined)
+    // Stands for what the plugin puts between the claim and the handler (the write gate, the
+    // check): a step that may wait, and runs nothing for a client that left meanwhile.
+    if (after !== undefined) {
+      const handler = routeOptions.handler
+      routeOptions.handler = function (this: FastifyInstance, request: FastifyRequest, reply: FastifyReply) {
+        return new Promise((resolve) => {
+          after(request, reply, () => { resolve(reply.raw.destroyed ? reply : orReply(handler.call(this, request, reply), reply)) })
+        })
+      } as RouteOptions['handler']
+    }
+    wireIdempotentHandler(routeOptions, policy, state)
     wireIdempotentResponse(routeOptions)
-    // Stands for the hooks the plugin adds after the claim (the write lock, the preconditions).
-    if (config.afterClaim !== undefined) routeOptions.preHandler = [...routeOptions.preHandler as unknown[], config.afterClaim] as RouteOptions['preHandler']
   })
   fastify.addHook('onClose', async () => {
     state.renewals.close()
@@ -54,7 +62,7 @@ declare module 'fastify' {
   interface FastifyContextConfig {
     /** The test stand-in's route option (the plugin will read `concurrency.idempotency`). */
     idempotency?: unknown
-    /** A preHandler the stand-in adds after the claim. */
+    /** A step the stand-in puts between the claim and the handler, as a hook (request, reply, done). */
     afterClaim?: unknown
   }
 }
