@@ -133,6 +133,12 @@ function logged (request: FastifyRequest, what: string, run: () => void): void {
   }
 }
 
+/**
+ * How much of a streamed answer whose client has gone is read, to be stored, where the store sets
+ * no limit of its own (bytes): an endless stream is not read forever for nobody.
+ */
+export const DRAIN_LIMIT = 16 * 1024 * 1024
+
 /** Statuses whose answers are not kept: the request may be tried again. */
 function releases (status: number): boolean {
   return status >= 500 || status === 429
@@ -276,7 +282,16 @@ class Claim implements RequestIdempotency {
       return
     }
     if (typeof (payload as Readable).pipe === 'function') {
-      this.record(payload as Readable, status)
+      const stream = payload as Readable
+      if (clientGone(this.reply.raw)) {
+        // Nobody will read it: Fastify would destroy it unread. It is read here, to its end, and
+        // stored; the response, which goes nowhere, gets nothing.
+        this.record(stream, status, true)
+        stream.resume()
+        done(null, null)
+        return
+      }
+      this.record(stream, status, false)
     } else {
       // A web stream or a Response: not recorded.
       this.notKept()
@@ -284,8 +299,11 @@ class Claim implements RequestIdempotency {
     done(null, payload)
   }
 
-  /** Records a stream's bytes as it is read for its client, and stores them once it has ended. */
-  private record (stream: Readable, status: number): void {
+  /**
+   * Records a stream's bytes as it is read for its client, and stores them once it has ended.
+   * `draining`: nobody else reads it, so past the store's limit it is stopped.
+   */
+  private record (stream: Readable, status: number, draining: boolean): void {
     const chunks: Buffer[] = []
     let bytes = 0
     let kept = true
@@ -296,9 +314,10 @@ class Claim implements RequestIdempotency {
       if (event === 'data' && kept) {
         const piece = typeof chunk === 'string' ? Buffer.from(chunk) : chunk as Buffer
         bytes += piece.length
-        if (claim.tooLarge(bytes)) {
+        if (claim.tooLarge(bytes, draining)) {
           kept = false
           chunks.length = 0
+          if (draining) stream.destroy()
         } else {
           chunks.push(piece)
         }
@@ -320,8 +339,9 @@ class Claim implements RequestIdempotency {
     } as typeof stream.emit
   }
 
-  private tooLarge (bytes: number): boolean {
-    const limit = this.store.maxAnswerBytes
+  /** Past what the store keeps; `draining`, past DRAIN_LIMIT where the store sets no limit. */
+  private tooLarge (bytes: number, draining = false): boolean {
+    const limit = this.store.maxAnswerBytes ?? (draining ? DRAIN_LIMIT : undefined)
     return limit !== undefined && bytes > limit
   }
 
