@@ -149,6 +149,16 @@ export class ServiceUnavailableError extends ConditionalUpdateError {
 }
 
 /**
+ * 409 with `FST_PRECONDITION_IDEMPOTENCY_ANSWER_NOT_KEPT`: the write was applied once already, and
+ * the server did not keep its answer (too large to store, or streamed by hand). It is not sent
+ * again; read the resource to see the result.
+ */
+export class AnswerNotKeptError extends ConditionalUpdateError {
+  /** Always true: the change was applied. */
+  readonly applied = true
+}
+
+/**
  * Any other status, for the GET or the write (404, 401, 500, …), or a GET that gave no strong
  * ETag this client can read (nor, with `dateFallback`, a Last-Modified).
  */
@@ -395,6 +405,9 @@ function responseError (answer: Answer, requestMethod: string, method: string, u
     }
     if (answer.status === 428) {
       return new PreconditionRequiredError(`${method} ${url} requires a precondition${said}`, details)
+    }
+    if (answer.status === 409 && problem?.code === 'FST_PRECONDITION_IDEMPOTENCY_ANSWER_NOT_KEPT') {
+      return new AnswerNotKeptError(`${method} ${url} was applied already; the server did not keep its answer${said}`, details)
     }
     if (answer.status === 503) {
       const seconds = retryAfterSeconds(answer)

@@ -3,9 +3,9 @@
 // PUT and a required key on a POST; what cannot be settled is an OutcomeUnknownError.
 import { test, type Test } from 'tap'
 import Fastify from 'fastify'
-import fastifyPrecondition, { ProblemCode, type FastifyPreconditionOptions } from '../lib/index.js'
+import fastifyPrecondition, { memoryIdempotencyStore, ProblemCode, type FastifyPreconditionOptions } from '../lib/index.js'
 import {
-  conditionalUpdate, idempotentWrite, newIdempotencyKey, OutcomeUnknownError, PreconditionFailedError, ReadFailedError,
+  AnswerNotKeptError, conditionalUpdate, idempotentWrite, newIdempotencyKey, OutcomeUnknownError, PreconditionFailedError, ReadFailedError,
   ServiceUnavailableError, UnexpectedResponseError
 } from '../lib/client.js'
 
@@ -497,4 +497,63 @@ test('an abort during a write, or while it waits to be resent, leaves the outcom
   }
   await t.rejects(conditionalUpdate('http://127.0.0.1:1/r', (v) => v, { fetch: read, signal: reading.signal }), { message: 'stop reading' },
     'an abort during the read ends the update with its reason, as before')
+})
+
+test('a client that times out while an async handler that returns its value runs: applied exactly once', async (t) => {
+  // The handlers return their value (no reply.send): the style most Fastify code is written in,
+  // and the one whose answer was once released, not stored, when its client had left.
+  const app = Fastify()
+  await app.register(fastifyPrecondition, { idempotencyStore: memoryIdempotencyStore({ lease: 1000 }) })
+  const state = { count: 0, version: 1, orders: [] as Order[], runs: 0 }
+  const validators = () => ({ etag: `"v${state.version}"` })
+  app.get('/items/:id', { concurrency: { validators } }, async () => ({ id: '1', count: state.count }))
+  app.put('/items/:id', { concurrency: { require: 'if-match', validators, idempotency: true } }, async (request) => {
+    state.runs++
+    await new Promise((resolve) => setTimeout(resolve, 400))
+    state.count = (request.body as Item).count
+    state.version++
+    return { id: '1', count: state.count }
+  })
+  app.post('/orders', { concurrency: { idempotency: { required: true } } }, async (request, reply) => {
+    await new Promise((resolve) => setTimeout(resolve, 400))
+    const order = { id: state.orders.length + 1, item: (request.body as { item: string }).item }
+    state.orders.push(order)
+    reply.code(201)
+    return order
+  })
+  t.teardown(() => app.close())
+  await app.listen({ host: '127.0.0.1', port: 0 })
+  const origin = `http://127.0.0.1:${(app.server.address() as { port: number }).port}`
+
+  const created = await idempotentWrite<Order>(`${origin}/orders`, { item: 'tea' }, { timeout: 150, baseDelay: 50 })
+  t.equal(state.orders.length, 1, 'one order, though the first answer never reached the client')
+  t.equal(created.status, 201)
+  t.equal(created.replayed, true, 'the resend got the stored answer')
+  t.same(created.body, { id: 1, item: 'tea' })
+
+  const updated = await conditionalUpdate<Item>(`${origin}/items/1`, increment, { timeout: 150, baseDelay: 50 })
+  t.equal(state.runs, 1, 'the handler ran once')
+  t.equal(state.count, 1, 'the counter was raised once')
+  t.equal(updated.replayed, true)
+  t.same(updated.body, { id: '1', count: 1 })
+})
+
+test('an answer the server did not keep: AnswerNotKeptError, applied, not sent again', async (t) => {
+  const app = Fastify()
+  await app.register(fastifyPrecondition, { idempotencyStore: memoryIdempotencyStore({ maxAnswerBytes: 100 } as never) })
+  let runs = 0
+  app.post('/reports', { concurrency: { idempotency: true } }, async () => {
+    runs++
+    return { rows: 'x'.repeat(500) }
+  })
+  t.teardown(() => app.close())
+  await app.listen({ host: '127.0.0.1', port: 0 })
+  const url = `http://127.0.0.1:${(app.server.address() as { port: number }).port}/reports`
+  const post = losingFetch((write) => write === 1)
+  const error = await idempotentWrite(url, {}, { fetch: post.fetch }).then(() => null, (thrown: unknown) => thrown)
+  t.ok(error instanceof AnswerNotKeptError, 'the typed error')
+  t.equal((error as AnswerNotKeptError).applied, true)
+  t.equal((error as AnswerNotKeptError).status, 409)
+  t.equal(runs, 1, 'applied once, not sent again')
+  t.same(post.sent.map((s) => `${s.method} ${s.status}`), ['POST lost', 'POST 409'])
 })
