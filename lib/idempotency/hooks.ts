@@ -122,18 +122,6 @@ function isThenable<T> (value: unknown): value is PromiseLike<T> {
 function ignore (): void {}
 
 /**
- * An error thrown where no Fastify runner would catch it (a promise continuation, a stream
- * event): to the log, never an unhandled rejection.
- */
-function logged (request: FastifyRequest, what: string, run: () => void): void {
-  try {
-    run()
-  } catch (error) {
-    request.log.error({ err: error }, `fastify-precondition: ${what}`)
-  }
-}
-
-/**
  * How much of a streamed answer whose client has gone is read, to be stored, where the store sets
  * no limit of its own (bytes): an endless stream is not read forever for nobody.
  */
@@ -323,17 +311,18 @@ class Claim implements RequestIdempotency {
         }
       } else if (event === 'end') {
         ended = true
-        logged(claim.request, 'storing a streamed answer failed', () => {
-          if (kept) claim.keep(claim.response(status, Buffer.concat(chunks)), ignore)
-          else claim.notKept()
-        })
+        if (kept) claim.keep(claim.response(status, Buffer.concat(chunks)), ignore)
+        else claim.notKept()
       } else if (event === 'error') {
         // The answer broke off: as a 5xx, the key is let go.
-        if (!ended) logged(claim.request, 'releasing an Idempotency-Key failed', () => { ended = true; claim.release() })
+        if (!ended) {
+          ended = true
+          claim.release()
+        }
       } else if (event === 'close' && !ended) {
         // Destroyed before its end (its client left): applied, its answer not whole.
         ended = true
-        logged(claim.request, 'recording an Idempotency-Key failed', () => { claim.notKept() })
+        claim.notKept()
       }
       return emit.apply(this, arguments as unknown as [string | symbol, ...unknown[]])
     } as typeof stream.emit

@@ -21,7 +21,7 @@ import type { Test } from 'tap'
 import fastifyPrecondition, { type FastifyPreconditionOptions } from '../../lib/index.js'
 import { sleep } from './http.js'
 
-export const STYLES = ['async-return', 'return-send', 'callback', 'sync-return', 'stream', 'hijack', 'throw'] as const
+export const STYLES = ['async-return', 'return-send', 'callback', 'return-reply-later', 'sync-return', 'stream', 'hijack', 'throw'] as const
 export type Style = typeof STYLES[number]
 export const LEAVES = ['none', 'before-claim', 'during-handler'] as const
 export type Leave = typeof LEAVES[number]
@@ -170,7 +170,15 @@ function handlerFor (style: Style, ledger: Ledger): RouteOptions['handler'] {
     case 'callback':
       return function (request, reply) {
         const n = ledger.run(keyOf(request))
-        during(request, reply).then(() => { reply.code(201).send(answer(request, n)) }, () => {})
+        during(request, reply).then(() => { setTimeout(() => { reply.code(201).send(answer(request, n)) }, 10) }, () => {})
+      }
+    case 'return-reply-later':
+      // `return reply` from an async handler that answers later, from a callback: its promise
+      // settles only once the response has ended (or its client left).
+      return async (request, reply) => {
+        const n = ledger.run(keyOf(request))
+        during(request, reply).then(() => { setTimeout(() => { reply.code(201).send(answer(request, n)) }, 10) }, () => {})
+        return reply
       }
     case 'sync-return':
       return function (request, reply) {
