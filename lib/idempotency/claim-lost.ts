@@ -11,8 +11,9 @@ export const IDEMPOTENCY_CLAIM_LOST = 'FST_PRECONDITION_IDEMPOTENCY_CLAIM_LOST'
 type ClaimLostErrorConstructor = FastifyErrorConstructor<{ code: typeof IDEMPOTENCY_CLAIM_LOST, statusCode: 409 }, [string]>
 
 /**
- * This request's claim on Idempotency-Key `%s` was lost: its answer was not recorded, and the
- * transaction it was to be recorded in must roll back. 409: another request with the key runs.
+ * `new IdempotencyClaimLostError(key)`: this request's claim on `key` was lost, its answer was not
+ * recorded, and the transaction it was to be recorded in must roll back. 409: another request
+ * with the key runs.
  */
 export const IdempotencyClaimLostError: ClaimLostErrorConstructor = createError(IDEMPOTENCY_CLAIM_LOST,
   'The claim on Idempotency-Key "%s" was lost (its lease ended and another request claimed the key): roll the transaction back', 409)

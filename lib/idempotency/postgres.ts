@@ -147,10 +147,12 @@ function positiveInteger (name: string, value: unknown, fallback: number, zero =
   return value as number
 }
 
-/** Why PostgreSQL refused a concurrent CREATE … IF NOT EXISTS: another session made it first. */
+// How PostgreSQL refuses a CREATE … IF NOT EXISTS that raced another session's: a unique
+// violation in its catalogs (23505), or the table (42P07) or its row type (42710) made meanwhile.
+const CREATED_MEANWHILE = new Set(['23505', '42P07', '42710'])
+
 function createdMeanwhile (error: unknown): boolean {
-  const code = (error as { code?: unknown } | null)?.code
-  return code === '23505' || code === '42P07'
+  return CREATED_MEANWHILE.has((error as { code?: string } | null)?.code as string)
 }
 
 export class PgIdempotencyStore implements IdempotencyStore {

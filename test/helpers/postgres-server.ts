@@ -1,6 +1,7 @@
 // A throwaway PostgreSQL cluster for one test file: initdb into a temporary directory, trust auth
 // on loopback only, a free port, its socket in that directory, fsync off. `kill` stops it the way a
-// crash would (pg_ctl stop -m immediate; the next start recovers from the WAL), `start` again
+// crash would (pg_ctl stop -m immediate; the next start recovers from the WAL: every commit it
+// acknowledged survives), `start` again
 // brings it back on the same port, `stop` kills it and removes the directory.
 //
 // initdb and postgres refuse to run as root: as root, the cluster belongs to the `postgres` OS user
@@ -115,8 +116,11 @@ export class PostgresServer {
     if (this.port === 0) this.port = await freePort()
     const options = [
       `-p ${this.port}`, `-k ${this.dir}`, '-c listen_addresses=127.0.0.1', '-c fsync=off',
-      '-c synchronous_commit=off', '-c full_page_writes=off', '-c max_connections=100'
+      '-c full_page_writes=off', '-c max_connections=100'
     ].join(' ')
+    // fsync off: a commit is written to the OS, not to the disk, so it survives `kill` (a crash of
+    // the server) though not one of the machine. synchronous_commit stays on: with it off, a
+    // commit acknowledged just before `kill` would be lost, and crash tests would lie.
     this.run('pg_ctl', ['start', '-D', this.data, '-l', this.log, '-w', '-t', '60', '-o', options])
     live.add(this)
   }
