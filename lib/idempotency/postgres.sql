@@ -8,7 +8,7 @@ CREATE TABLE IF NOT EXISTS "fastify_precondition_idempotency" (
   token        text,
   expires_at   timestamptz NOT NULL,
   status       smallint,
-  headers      jsonb,
+  headers      json,
   body         bytea,
   body_is_text boolean,
   replayable   boolean,

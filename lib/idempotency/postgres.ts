@@ -89,7 +89,7 @@ CREATE TABLE IF NOT EXISTS ${names.table} (
   token        text,
   expires_at   timestamptz NOT NULL,
   status       smallint,
-  headers      jsonb,
+  headers      json,
   body         bytea,
   body_is_text boolean,
   replayable   boolean,
@@ -245,6 +245,10 @@ export class PgIdempotencyStore implements IdempotencyStore {
    * `complete`, through the handler's open transaction `tx`: the answer commits or rolls back with
    * the handler's data. The row stays locked by `tx` until it ends, so a claim of the same key
    * waits for the COMMIT (and then replays) or the ROLLBACK (and then finds the claim as it was).
+   * Under REPEATABLE READ or SERIALIZABLE, a renewal of the lease committed after the transaction's
+   * snapshot makes this UPDATE fail with a serialization error (40001): the transaction rolls back
+   * and nothing is applied, but a transaction that outlives a third of the lease may be refused.
+   * READ COMMITTED (PostgreSQL's default) has no such conflict.
    */
   async completeIn (tx: TransactionClient, key: string, token: string, response: StoredResponse, ttlMs: number): Promise<boolean> {
     return (await tx.query(this.sql.complete, this.completeValues(key, token, response, ttlMs))).rowCount === 1

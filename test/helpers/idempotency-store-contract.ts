@@ -16,9 +16,9 @@ export interface StoreContractOptions {
   todo?: { notReplayable?: string }
 }
 
-/** A short lease, and a wait that outlasts it on a loaded machine. */
-const SHORT = 200
-const PAST_SHORT = 320
+/** A short lease (long enough for the next statement to land inside it on a loaded machine), and a wait that outlasts it. */
+const SHORT = 300
+const PAST_SHORT = 450
 const TTL = 60_000
 
 const bytes: StoredResponse = {
