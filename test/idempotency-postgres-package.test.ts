@@ -51,6 +51,11 @@ test('the subpath loads no node-postgres: the pool is the caller\'s', async (t) 
   for (const entry of ['dist/esm/postgres.js', 'dist/cjs/postgres.js']) {
     t.same([...externalImports(entry)].sort(), ['@fastify/error', 'node:crypto'], entry)
   }
+  for (const entry of ['dist/esm/index.js', 'dist/cjs/index.js']) {
+    const external = [...externalImports(entry)]
+    t.ok(external.includes('fastify-plugin'), `${entry}: the walk sees the main entry's imports`)
+    t.same(external.filter((name) => /^pg(-|\/|$)/.test(name)), [], `${entry}: the main entry neither`)
+  }
   const loaded = execFileSync(process.execPath, ['-e', `
     require('fastify-precondition/postgres')
     const pg = /node_modules[\\\\/](pg|pg-pool|pg-protocol)[\\\\/]/
