@@ -1,0 +1,292 @@
+// The idempotency store in PostgreSQL: one row per key, in a table whose DDL ships with the package
+// (lib/idempotency/postgres.sql, or `idempotencyTableSql(table)` for a migration). Its point is
+// `completeIn(tx, …)`: the answer is recorded in the handler's own transaction, so it commits or
+// rolls back with the handler's data, and a crash between COMMIT and the reply cannot run the
+// handler twice.
+//
+// Every change is one statement checked against the claimer's token, and every time is the
+// database's clock (clock_timestamp()), never a process's, so many instances agree on who holds a
+// key and when it frees. A row past expires_at (a lease that ran out, a ttl that ended) is free:
+// a claim takes it over, and the store deletes such rows a bounded batch at a time (`sweep`).
+import { invalidOption } from '../errors.js'
+import { claimToken } from './token.js'
+import type { ClaimResult, IdempotencyStore, StoredResponse, TransactionClient } from './store.js'
+
+/**
+ * What the store needs of its pool: node-postgres' `query(text, values)`. A `pg.Pool` has it (a
+ * `pg.Client` too, although a pool is what many requests at once need).
+ */
+export interface PgIdempotencyPool {
+  query (text: string, values?: unknown[]): Promise<{ rows: any[], rowCount: number | null }>
+}
+
+export interface PgIdempotencyStoreOptions {
+  /** A node-postgres `Pool` (`new pg.Pool(...)`). The store never ends it: it is yours. */
+  pool: PgIdempotencyPool
+  /**
+   * The table, optionally schema-qualified (`'app.idempotency'`): lower-case letters, digits and
+   * `_`, not starting with a digit; 48 characters at most, so its index's name fits PostgreSQL's 63.
+   * Default `'fastify_precondition_idempotency'`.
+   */
+  table?: string
+  /** The lease of a claim in ms, renewed every third of it while the request runs. Default 10000. */
+  lease?: number
+  /** The largest answer body kept, in bytes; a larger one is recorded as not replayable. Default 1 MiB. */
+  maxAnswerBytes?: number
+  /**
+   * Create the table (and its index) if it does not exist, before the first statement. Default
+   * false: the table is made by your migrations, from `idempotencyTableSql(table)`.
+   */
+  createTable?: boolean
+  /**
+   * Delete expired rows (at most 100) after every `sweepEvery` claims of this store, in the
+   * background. 0: never (run `sweep()` or your own DELETE from a scheduled job). Default 100.
+   */
+  sweepEvery?: number
+}
+
+export const DEFAULT_TABLE = 'fastify_precondition_idempotency'
+const PART = /^[a-z_][a-z0-9_]*$/
+const MAX_TABLE = 48
+const MAX_SCHEMA = 63
+/** How many expired rows one sweep deletes at most. */
+export const SWEEP_LIMIT = 100
+/**
+ * How many times a claim tries again when the row changed between its two statements (deleted or
+ * expired after the insert found it live): a retry sees the newer row, so this is only reached
+ * when the key is changing all the time.
+ */
+const CLAIM_ATTEMPTS = 5
+
+function fail (message: string): never {
+  throw invalidOption('idempotencyStore', `pgIdempotencyStore: ${message}`)
+}
+
+/** The table's name as SQL (each part double-quoted) and its index's name, or throws. */
+function tableNames (table: unknown): { table: string, index: string } {
+  if (typeof table !== 'string') fail(`table must be a string; got ${String(table)}`)
+  const parts = table.split('.')
+  const name = parts[parts.length - 1]
+  if (parts.length > 2 || !parts.every((part) => PART.test(part)) || name.length > MAX_TABLE || parts[0].length > MAX_SCHEMA) {
+    fail(`table must be a lower-case SQL name (letters, digits, _), optionally schema-qualified, at most ${MAX_TABLE} characters; got ${JSON.stringify(table)}`)
+  }
+  return { table: parts.map((part) => `"${part}"`).join('.'), index: `"${name}_expires_at_idx"` }
+}
+
+/**
+ * The DDL of the table `pgIdempotencyStore({ table })` uses (the same text as
+ * lib/idempotency/postgres.sql for the default name), for a migration. Idempotent: IF NOT EXISTS.
+ */
+export function idempotencyTableSql (table: string = DEFAULT_TABLE): string {
+  const names = tableNames(table)
+  return `-- The Idempotency-Key records of fastify-precondition's pgIdempotencyStore, one row per key.
+-- Running (token set): a request holds the key until expires_at, the end of its lease.
+-- Done (token NULL): the answer, replayed until expires_at, the end of the route's ttl.
+-- A row past expires_at is free: a claim takes it over, and the store deletes such rows.
+CREATE TABLE IF NOT EXISTS ${names.table} (
+  key          text COLLATE "C" PRIMARY KEY,
+  fingerprint  text        NOT NULL,
+  token        text,
+  expires_at   timestamptz NOT NULL,
+  status       smallint,
+  headers      json,
+  body         bytea,
+  body_is_text boolean,
+  replayable   boolean,
+  CHECK ((token IS NULL) = (status IS NOT NULL))
+);
+CREATE INDEX IF NOT EXISTS ${names.index} ON ${names.table} (expires_at);
+`
+}
+
+// $n::float8 * interval '1 millisecond': a lease or a ttl in ms, as an interval (float8 holds
+// every whole number of ms a ttl may be, unlike int4).
+const after = (param: string): string => `clock_timestamp() + ${param}::float8 * interval '1 millisecond'`
+
+function statements (table: string) {
+  return {
+    // Inserts the key, or takes over its row if that row has expired; no row changed: it is live.
+    claim: `INSERT INTO ${table} AS r (key, fingerprint, token, expires_at) VALUES ($1, $2, $3, ${after('$4')})
+ON CONFLICT (key) DO UPDATE SET fingerprint = excluded.fingerprint, token = excluded.token, expires_at = ${after('$4')},
+  status = NULL, headers = NULL, body = NULL, body_is_text = NULL, replayable = NULL
+WHERE r.expires_at <= clock_timestamp()`,
+    // The live row that kept the claim out; its answer only for the same fingerprint.
+    read: `SELECT fingerprint = $2 AS same, token IS NULL AS done,
+  (extract(epoch FROM expires_at - clock_timestamp()) * 1000)::float8 AS ms_left,
+  status, headers, CASE WHEN fingerprint = $2 THEN body END AS body, body_is_text, replayable
+FROM ${table} WHERE key = $1 AND expires_at > clock_timestamp()`,
+    complete: `UPDATE ${table} SET token = NULL, expires_at = ${after('$3')},
+  status = $4, headers = $5, body = $6, body_is_text = $7, replayable = $8
+WHERE key = $1 AND token = $2 AND expires_at > clock_timestamp()`,
+    release: `DELETE FROM ${table} WHERE key = $1 AND token = $2`,
+    renew: `UPDATE ${table} SET expires_at = ${after('$3')} WHERE key = $1 AND token = $2 AND expires_at > clock_timestamp()`,
+    // At most $1 expired rows, oldest first through the index; rows another statement holds are
+    // left for the next sweep rather than waited for.
+    sweep: `DELETE FROM ${table} WHERE key IN (
+  SELECT key FROM ${table} WHERE expires_at < now() ORDER BY expires_at LIMIT $1 FOR UPDATE SKIP LOCKED
+) AND expires_at < now()`
+  }
+}
+
+interface ReadRow {
+  same: boolean
+  done: boolean
+  ms_left: number
+  status: number
+  headers: Record<string, string>
+  body: Buffer
+  body_is_text: boolean
+  replayable: boolean
+}
+
+function positiveInteger (name: string, value: unknown, fallback: number, zero = false): number {
+  if (value === undefined) return fallback
+  if (!Number.isSafeInteger(value) || (value as number) < (zero ? 0 : 1)) {
+    fail(`${name} must be a ${zero ? 'whole number, 0 or more' : 'positive whole number'}; got ${String(value)}`)
+  }
+  return value as number
+}
+
+// How PostgreSQL refuses a CREATE … IF NOT EXISTS that raced another session's: a unique
+// violation in its catalogs (23505), or the table (42P07) or its row type (42710) made meanwhile.
+const CREATED_MEANWHILE = new Set(['23505', '42P07', '42710'])
+
+function createdMeanwhile (error: unknown): boolean {
+  return CREATED_MEANWHILE.has((error as { code?: string } | null)?.code as string)
+}
+
+export class PgIdempotencyStore implements IdempotencyStore {
+  readonly pool: PgIdempotencyPool
+  /** The table as SQL: each part double-quoted. */
+  readonly table: string
+  readonly lease: number
+  readonly maxAnswerBytes: number
+  readonly createTable: boolean
+  readonly sweepEvery: number
+  private readonly sql: ReturnType<typeof statements>
+  private readonly ddl: string
+  private tableReady: Promise<void> | null = null
+  private claims = 0
+
+  constructor (options: PgIdempotencyStoreOptions) {
+    if (typeof options !== 'object' || options === null) {
+      fail('needs options: { pool, table?, lease?, maxAnswerBytes?, createTable?, sweepEvery? }')
+    }
+    const { pool, table = DEFAULT_TABLE, createTable } = options
+    if (typeof pool !== 'object' || pool === null || typeof pool.query !== 'function') {
+      fail('pool must be a node-postgres Pool (new pg.Pool(...))')
+    }
+    if (createTable !== undefined && typeof createTable !== 'boolean') fail(`createTable must be a boolean; got ${String(createTable)}`)
+    this.pool = pool
+    this.table = tableNames(table).table
+    this.lease = positiveInteger('lease (ms)', options.lease, 10_000)
+    this.maxAnswerBytes = positiveInteger('maxAnswerBytes', options.maxAnswerBytes, 1024 * 1024)
+    this.sweepEvery = positiveInteger('sweepEvery', options.sweepEvery, 100, true)
+    this.createTable = createTable ?? false
+    this.sql = statements(this.table)
+    this.ddl = idempotencyTableSql(table)
+  }
+
+  /** Runs `text` through the pool, once the table exists when the store is to create it. */
+  private async query (text: string, values: unknown[]): Promise<{ rows: any[], rowCount: number | null }> {
+    if (this.createTable) await this.ensureTable()
+    return await this.pool.query(text, values)
+  }
+
+  private ensureTable (): Promise<void> {
+    this.tableReady ??= this.pool.query(this.ddl)
+      .catch((error: unknown) => {
+        // Two instances creating it at once: one wins, the other's IF NOT EXISTS sees it now.
+        if (createdMeanwhile(error)) return this.pool.query(this.ddl)
+        throw error
+      })
+      .then(() => {}, (error: unknown) => {
+        this.tableReady = null // not made: the next statement tries again
+        throw error
+      })
+    return this.tableReady
+  }
+
+  async claim (key: string, fingerprint: string, leaseMs: number): Promise<ClaimResult> {
+    if (this.sweepEvery > 0 && ++this.claims % this.sweepEvery === 0) {
+      // In the background: a failed sweep costs nothing, the next one deletes those rows.
+      this.sweep().catch(() => {})
+    }
+    const token = claimToken()
+    for (let attempt = 0; attempt < CLAIM_ATTEMPTS; attempt++) {
+      const inserted = await this.query(this.sql.claim, [key, fingerprint, token, leaseMs])
+      if (inserted.rowCount === 1) return { state: 'claimed', token }
+      // The row was live when the insert met it; read it in a new snapshot (one that sees it even
+      // when it was committed after the insert began).
+      const { rows: [row] } = await this.query(this.sql.read, [key, fingerprint]) as { rows: ReadRow[] }
+      if (row === undefined) continue // released, swept or expired meanwhile: claim again
+      if (!row.same) return { state: 'mismatch' }
+      if (!row.done) return { state: 'running', retryAfter: Math.max(0, Math.ceil(row.ms_left)) }
+      return { state: 'done', response: decode(row) }
+    }
+    throw new Error(`pgIdempotencyStore: the row of key ${JSON.stringify(key)} changed under ${CLAIM_ATTEMPTS} claims in a row`)
+  }
+
+  private completeValues (key: string, token: string, response: StoredResponse, ttlMs: number): unknown[] {
+    const { status, headers, body } = response
+    const bytes = typeof body === 'string' ? Buffer.from(body, 'utf8') : body
+    if (bytes.length > this.maxAnswerBytes) {
+      // Applied, but too large to keep: a retry is told so, and the handler never runs again.
+      return [key, token, ttlMs, status, '{}', Buffer.alloc(0), true, false]
+    }
+    return [key, token, ttlMs, status, JSON.stringify(headers), bytes, typeof body === 'string', response.replayable !== false]
+  }
+
+  async complete (key: string, token: string, response: StoredResponse, ttlMs: number): Promise<boolean> {
+    return (await this.query(this.sql.complete, this.completeValues(key, token, response, ttlMs))).rowCount === 1
+  }
+
+  /**
+   * `complete`, through the handler's open transaction `tx`: the answer commits or rolls back with
+   * the handler's data. The row stays locked by `tx` until it ends, so a claim of the same key
+   * waits for the COMMIT (and then replays) or the ROLLBACK (and then finds the claim as it was).
+   * Under REPEATABLE READ or SERIALIZABLE, a renewal of the lease committed after the transaction's
+   * snapshot makes this UPDATE fail with a serialization error (40001): the transaction rolls back
+   * and nothing is applied, but a transaction that outlives a third of the lease may be refused.
+   * READ COMMITTED (PostgreSQL's default) has no such conflict.
+   */
+  async completeIn (tx: TransactionClient, key: string, token: string, response: StoredResponse, ttlMs: number): Promise<boolean> {
+    return (await tx.query(this.sql.complete, this.completeValues(key, token, response, ttlMs))).rowCount === 1
+  }
+
+  async release (key: string, token: string): Promise<void> {
+    await this.query(this.sql.release, [key, token])
+  }
+
+  async renew (key: string, token: string, leaseMs: number): Promise<boolean> {
+    return (await this.query(this.sql.renew, [key, token, leaseMs])).rowCount === 1
+  }
+
+  /**
+   * Deletes up to `limit` expired rows (oldest first) and says how many. Runs by itself after every
+   * `sweepEvery` claims; call it from a job of your own with `sweepEvery: 0`.
+   */
+  async sweep (limit: number = SWEEP_LIMIT): Promise<number> {
+    return Number((await this.query(this.sql.sweep, [limit])).rowCount)
+  }
+}
+
+function decode (row: ReadRow): StoredResponse {
+  const response: StoredResponse = {
+    status: row.status,
+    headers: row.headers,
+    body: row.body_is_text ? row.body.toString('utf8') : row.body
+  }
+  if (!row.replayable) response.replayable = false
+  return response
+}
+
+/**
+ * An idempotency store in PostgreSQL, for many instances and for answers recorded in the
+ * handler's own transaction: `idempotencyStore: pgIdempotencyStore({ pool })`. The table comes
+ * from your migrations (`idempotencyTableSql()`), or `createTable: true`. The pool is not ended
+ * with the instance: it is yours.
+ */
+export function pgIdempotencyStore (options: PgIdempotencyStoreOptions): PgIdempotencyStore {
+  return new PgIdempotencyStore(options)
+}

@@ -1,0 +1,12 @@
+// fastify-precondition/postgres: the Idempotency-Key store in PostgreSQL, whose answers can be
+// recorded in the handler's own transaction. node-postgres is the caller's (an optional peer):
+// nothing here imports it.
+export {
+  pgIdempotencyStore,
+  PgIdempotencyStore,
+  idempotencyTableSql,
+  type PgIdempotencyStoreOptions,
+  type PgIdempotencyPool
+} from './idempotency/postgres.js'
+export { IdempotencyClaimLostError, IDEMPOTENCY_CLAIM_LOST } from './idempotency/claim-lost.js'
+export type { StoredResponse, TransactionClient, IdempotencyStore, ClaimResult } from './idempotency/store.js'

@@ -1,0 +1,65 @@
+// The PostgreSQL store ships as the subpath `fastify-precondition/postgres`, for `import` and
+// `require` alike, with its table's DDL as a file of the package; node-postgres stays the
+// caller's: the built subpath loads no `pg`. Checked against the build (npm test builds first).
+import { execFileSync } from 'node:child_process'
+import { readFileSync } from 'node:fs'
+import { createRequire } from 'node:module'
+import { dirname, join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { test } from 'tap'
+import * as esm from 'fastify-precondition/postgres'
+
+const require = createRequire(import.meta.url)
+const cjs = require('fastify-precondition/postgres') as typeof esm
+const NAMES = ['IDEMPOTENCY_CLAIM_LOST', 'IdempotencyClaimLostError', 'PgIdempotencyStore', 'idempotencyTableSql', 'pgIdempotencyStore']
+const pool = { query: async () => ({ rows: [], rowCount: 0 }) }
+
+test('import and require give the same subpath', async (t) => {
+  for (const [name, module] of [['import', esm], ['require', cjs]] as const) {
+    t.same(Object.keys(module).filter((key) => key !== 'default' && key !== '__esModule').sort(), NAMES, `${name}: every export`)
+    t.ok(module.pgIdempotencyStore({ pool }) instanceof module.PgIdempotencyStore, `${name}: a store`)
+    t.match(new module.IdempotencyClaimLostError('k'), { code: 'FST_PRECONDITION_IDEMPOTENCY_CLAIM_LOST', statusCode: 409 })
+    t.throws(() => module.pgIdempotencyStore({ pool, table: 'no way' }), { code: 'FST_PRECONDITION_INVALID_IDEMPOTENCY_STORE' })
+  }
+  t.equal(cjs.idempotencyTableSql('app.idem'), esm.idempotencyTableSql('app.idem'))
+})
+
+test('the DDL file ships, and is the DDL of the default table', async (t) => {
+  const file = require.resolve('fastify-precondition/package.json').replace(/package\.json$/, 'lib/idempotency/postgres.sql')
+  t.equal(readFileSync(file, 'utf8'), esm.idempotencyTableSql())
+  const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { files: string[] }
+  t.ok(pkg.files.includes('lib'), 'lib/ (and the .sql in it) is in the package')
+})
+
+/** Every bare specifier reachable from a built file through relative imports and requires. */
+function externalImports (entry: string): Set<string> {
+  const seen = new Set<string>()
+  const external = new Set<string>()
+  const visit = (file: string): void => {
+    if (seen.has(file)) return
+    seen.add(file)
+    for (const match of readFileSync(file, 'utf8').matchAll(/(?:from\s+|import\s*\(\s*|require\(\s*)['"]([^'"]+)['"]/g)) {
+      if (match[1].startsWith('.')) visit(join(dirname(file), match[1]))
+      else external.add(match[1])
+    }
+  }
+  visit(fileURLToPath(new URL('../' + entry, import.meta.url)))
+  return external
+}
+
+test('the subpath loads no node-postgres: the pool is the caller\'s', async (t) => {
+  for (const entry of ['dist/esm/postgres.js', 'dist/cjs/postgres.js']) {
+    t.same([...externalImports(entry)].sort(), ['@fastify/error', 'node:crypto'], entry)
+  }
+  for (const entry of ['dist/esm/index.js', 'dist/cjs/index.js']) {
+    const external = [...externalImports(entry)]
+    t.ok(external.includes('fastify-plugin'), `${entry}: the walk sees the main entry's imports`)
+    t.same(external.filter((name) => /^pg(-|\/|$)/.test(name)), [], `${entry}: the main entry neither`)
+  }
+  const loaded = execFileSync(process.execPath, ['-e', `
+    require('fastify-precondition/postgres')
+    const pg = /node_modules[\\\\/](pg|pg-pool|pg-protocol)[\\\\/]/
+    process.stdout.write(JSON.stringify(Object.keys(require.cache).filter((file) => pg.test(file))))
+  `], { encoding: 'utf8' })
+  t.same(JSON.parse(loaded), [], 'require loads none of its modules')
+})
