@@ -8,5 +8,5 @@ export {
   type PgIdempotencyStoreOptions,
   type PgIdempotencyPool
 } from './idempotency/postgres.js'
-export { IdempotencyClaimLostError, IDEMPOTENCY_CLAIM_LOST } from './idempotency/claim-lost.js'
+export { IdempotencyClaimLostError } from './errors.js'
 export type { StoredResponse, TransactionClient, IdempotencyStore, ClaimResult } from './idempotency/store.js'

@@ -11,14 +11,14 @@ import * as esm from 'fastify-precondition/postgres'
 
 const require = createRequire(import.meta.url)
 const cjs = require('fastify-precondition/postgres') as typeof esm
-const NAMES = ['IDEMPOTENCY_CLAIM_LOST', 'IdempotencyClaimLostError', 'PgIdempotencyStore', 'idempotencyTableSql', 'pgIdempotencyStore']
+const NAMES = ['IdempotencyClaimLostError', 'PgIdempotencyStore', 'idempotencyTableSql', 'pgIdempotencyStore']
 const pool = { query: async () => ({ rows: [], rowCount: 0 }) }
 
 test('import and require give the same subpath', async (t) => {
   for (const [name, module] of [['import', esm], ['require', cjs]] as const) {
     t.same(Object.keys(module).filter((key) => key !== 'default' && key !== '__esModule').sort(), NAMES, `${name}: every export`)
     t.ok(module.pgIdempotencyStore({ pool }) instanceof module.PgIdempotencyStore, `${name}: a store`)
-    t.match(new module.IdempotencyClaimLostError('k'), { code: 'FST_PRECONDITION_IDEMPOTENCY_CLAIM_LOST', statusCode: 409 })
+    t.match(new module.IdempotencyClaimLostError('k', 'lost'), { code: 'FST_PRECONDITION_IDEMPOTENCY_CLAIM_LOST', statusCode: 409 })
     t.throws(() => module.pgIdempotencyStore({ pool, table: 'no way' }), { code: 'FST_PRECONDITION_INVALID_IDEMPOTENCY_STORE' })
   }
   t.equal(cjs.idempotencyTableSql('app.idem'), esm.idempotencyTableSql('app.idem'))

@@ -8,7 +8,7 @@ import pg from 'pg'
 import { test, type Test } from 'tap'
 import { PgIdempotencyStore, pgIdempotencyStore, idempotencyTableSql, type PgIdempotencyPool } from '../lib/idempotency/postgres.js'
 import * as subpath from '../lib/postgres.js'
-import { IdempotencyClaimLostError } from '../lib/idempotency/claim-lost.js'
+import { IdempotencyClaimLostError } from '../lib/errors.js'
 import type { StoredResponse } from '../lib/idempotency/store.js'
 import { sleep } from './helpers/http.js'
 import { postgresMissing, startPostgres } from './helpers/postgres-server.js'
@@ -76,15 +76,15 @@ test('the DDL ships as a file and as idempotencyTableSql(table)', async (t) => {
 })
 
 test('fastify-precondition/postgres exports the store, the DDL and the error', async (t) => {
-  t.same(Object.keys(subpath).sort(), ['IDEMPOTENCY_CLAIM_LOST', 'IdempotencyClaimLostError', 'PgIdempotencyStore', 'idempotencyTableSql', 'pgIdempotencyStore'])
+  t.same(Object.keys(subpath).sort(), ['IdempotencyClaimLostError', 'PgIdempotencyStore', 'idempotencyTableSql', 'pgIdempotencyStore'])
   t.equal(subpath.pgIdempotencyStore, pgIdempotencyStore)
   t.equal(subpath.IdempotencyClaimLostError, IdempotencyClaimLostError)
 })
 
 test('IdempotencyClaimLostError', async (t) => {
-  const error = new IdempotencyClaimLostError('abc')
+  const error = new IdempotencyClaimLostError('abc', 'its lease ended and another request claimed it')
   t.ok(error instanceof Error)
-  t.match(error, { code: 'FST_PRECONDITION_IDEMPOTENCY_CLAIM_LOST', statusCode: 409, message: /Idempotency-Key "abc" was lost/ })
+  t.match(error, { code: 'FST_PRECONDITION_IDEMPOTENCY_CLAIM_LOST', statusCode: 409, message: /Idempotency-Key "abc" is not held by this request: its lease ended/ })
 })
 
 test('a claim whose row keeps changing between its two statements', async (t) => {
