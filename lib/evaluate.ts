@@ -91,10 +91,11 @@ export function toWholeSeconds (time: Date | number | string | undefined): numbe
  * `weakIfMatch` departs from §13.1.1 on purpose: If-Match compares weakly, so `W/"x"` matches
  * `"x"` (for deployments behind proxies that weaken tags; see the plugin option).
  * `current` is null when no representation exists; then only PUT evaluates its preconditions,
- * since any other method would answer 404 first (§13.2.1).
+ * since any other method would answer 404 first (§13.2.1); a PUT that may not create
+ * (`create` false) answers its 404 too.
  */
-export function evaluate (method: string, headers: ConditionalHeaders, current: Validators | null, weakIfMatch = false): Outcome {
-  if (current === null && method !== 'PUT') return Outcome.PROCEED
+export function evaluate (method: string, headers: ConditionalHeaders, current: Validators | null, weakIfMatch = false, create = true): Outcome {
+  if (current === null && (method !== 'PUT' || !create)) return Outcome.PROCEED
   // §13.2.1: "a server MUST ignore the conditional request header fields ... when received with
   // a request method that does not involve the selection or modification of a selected
   // representation, such as CONNECT, OPTIONS, or TRACE."

@@ -44,7 +44,7 @@ export { LockLostError, LockTimeoutError, LockUnavailableError, ProblemCode } fr
 export { MemoryLockStore } from './locks/memory.js'
 export type { Lease, LeaseLossListener, LockStore } from './locks/types.js'
 export type { ConcurrencyOptions, RequirableHeader } from './policy.js'
-export type { Preconditions } from './preconditions.js'
+export { ifMatchVersions, type Preconditions } from './preconditions.js'
 export type { RequestLock } from './write-gate.js'
 export { MemoryIdempotencyStore, memoryIdempotencyStore, type MemoryIdempotencyStoreOptions } from './idempotency/memory.js'
 export type { IdempotencyStore, ClaimResult, StoredResponse, TransactionClient } from './idempotency/store.js'
@@ -114,9 +114,18 @@ declare module 'fastify' {
   interface FastifyReply {
     /**
      * Answers 412 as the plugin does, for a handler that does its own compare-and-swap.
-     * `current` is the resource's current validators or ETag, if known.
+     * `current` is the resource's current validators or ETag, if known; `null` when it does not
+     * exist. The detail says why, from the request's own headers against `current`: a malformed
+     * or weak If-Match, a resource that is gone, or one changed since it was read. `detail`
+     * replaces it.
      */
-    failPrecondition (current?: Validators | string | null): FastifyReply
+    failPrecondition (current?: Validators | string | null, detail?: string): FastifyReply
+    /**
+     * Hands the plugin this write's new validators (fastify-precondition): sent as ETag and
+     * Last-Modified, now, so neither `validators` is called again after the write nor an app-wide
+     * hook such as @fastify/etag's replaces them.
+     */
+    setValidators (current: Validators): FastifyReply
   }
 }
 
@@ -232,12 +241,27 @@ const plugin: FastifyPluginAsync<FastifyPreconditionOptions> = async function fa
       return parsed
     }
   })
-  function failPrecondition (this: FastifyReply, current?: Validators | string | null): FastifyReply {
-    const etag = typeof current === 'string' ? current : current?.etag
-    state.problems.sendFailed(this, Outcome.IF_MATCH_MISMATCH, this.request.url, etag === undefined ? undefined : normalizeEtag(etag))
+  function failPrecondition (this: FastifyReply, current?: Validators | string | null, detail?: string): FastifyReply {
+    const request = this.request
+    const validators = typeof current === 'string' ? { etag: current } : current
+    const etag = validators?.etag === undefined ? undefined : normalizeEtag(validators.etag)
+    // The request's own headers against what the handler found: why its compare-and-swap failed.
+    let outcome: Outcome = Outcome.IF_MATCH_MISMATCH
+    if (validators !== undefined && validators !== null) {
+      const evaluated = evaluate('PUT', conditionalHeaders(request), { ...validators, etag }, state.weakIfMatch)
+      if (outcomeStatus(evaluated) === 412) outcome = evaluated
+    }
+    state.problems.sendFailed(this, outcome, request.url, etag, detail, current === null)
     return this
   }
   fastify.decorateReply('failPrecondition', failPrecondition)
+  fastify.decorateReply('setValidators', function setValidators (this: FastifyReply, current: Validators): FastifyReply {
+    const route = `${this.request.method} ${this.request.routeOptions.url ?? this.request.url}`
+    const checked = checkValidators(current, route)
+    if (checked === null) throw new TypeError(`fastify-precondition: ${route}: reply.setValidators needs the new validators ({ etag, lastModified }); got null`)
+    setValidatorHeaders(this, checked)
+    return this
+  })
   // `reply.preconditionFailed` is also @fastify/sensible's name (a plain 412). The alias is added
   // only where nobody took it, and only once routes are being declared, when plugins such as
   // sensible registered after this one have had their turn.
@@ -358,12 +382,12 @@ function wireRoute (routeOptions: RouteOptions, policy: Policy, state: PluginSta
   const keyed = policy.idempotency !== null
   if (policy.validators !== null && (!gated || policy.stage === 'onRequest' || methods.some(isSafe))) {
     appendHook(routeOptions, policy.stage, buildCheckHook(policy.validators, route, problems, state.weakIfMatch,
-      gated && policy.stage === 'preHandler', keyed))
+      gated && policy.stage === 'preHandler', keyed, policy.create))
   }
   if (keyed && policy.validators !== null && !gated && !methods.every(isSafe)) {
     // A keyed write without a lock is checked after its claim, inside the handler: a retry whose
     // first answer was stored is replayed, not refused for its now stale If-Match.
-    routeOptions.handler = checkThenHandle(buildCheckHook(policy.validators, route, problems, state.weakIfMatch, false, false), routeOptions.handler)
+    routeOptions.handler = checkThenHandle(buildCheckHook(policy.validators, route, problems, state.weakIfMatch, false, false, policy.create), routeOptions.handler)
   }
   if (gated) {
     routeOptions.handler = gateHandler({
@@ -375,7 +399,8 @@ function wireRoute (routeOptions: RouteOptions, policy: Policy, state: PluginSta
       key: policy.key ?? routeKey(routeOptions.url),
       handler: routeOptions.handler,
       headersOf: conditionalHeaders,
-      weakIfMatch: state.weakIfMatch
+      weakIfMatch: state.weakIfMatch,
+      create: policy.create
     }, isSafe)
   }
 }
@@ -415,7 +440,7 @@ function checkThenHandle (check: CheckHook, handler: RouteOptions['handler']): R
  * `skipKeyed`: a write with an Idempotency-Key is checked after its claim (by the gate, or
  * checkThenHandle).
  */
-function buildCheckHook (validators: NonNullable<Policy['validators']>, route: string, problems: ProblemWriter, weakIfMatch: boolean, skipWrites: boolean, skipKeyed: boolean) {
+function buildCheckHook (validators: NonNullable<Policy['validators']>, route: string, problems: ProblemWriter, weakIfMatch: boolean, skipWrites: boolean, skipKeyed: boolean, create: boolean) {
   function decide (request: PreconditionRequest, reply: FastifyReply, value: unknown, done: HookHandlerDoneFunction): void {
     let current: Validators | null
     try {
@@ -424,7 +449,7 @@ function buildCheckHook (validators: NonNullable<Policy['validators']>, route: s
       done(error as Error)
       return
     }
-    const outcome = evaluate(request.method, conditionalHeaders(request), current, weakIfMatch)
+    const outcome = evaluate(request.method, conditionalHeaders(request), current, weakIfMatch, create)
     request[kValidators] = current
     if (outcome === Outcome.PROCEED || outcome === Outcome.IGNORE_RANGE) {
       // §13.2.2 step 5: a failed If-Range means the whole representation, so Range goes.
@@ -470,10 +495,13 @@ function buildCheckHook (validators: NonNullable<Policy['validators']>, route: s
   }
 }
 
-function setValidatorHeaders (reply: FastifyReply, current: Validators | null | undefined): void {
+/** `missing`: only the fields the reply has not set (the handler's own win). */
+function setValidatorHeaders (reply: FastifyReply, current: Validators | null | undefined, missing = false): void {
   if (current === null || current === undefined) return
-  if (current.etag !== undefined) reply.header('etag', current.etag)
-  if (current.lastModified !== undefined) reply.header('last-modified', formatHttpDate(current.lastModified as Date | number))
+  if (current.etag !== undefined && !(missing && reply.hasHeader('etag'))) reply.header('etag', current.etag)
+  if (current.lastModified !== undefined && !(missing && reply.hasHeader('last-modified'))) {
+    reply.header('last-modified', formatHttpDate(current.lastModified as Date | number))
+  }
 }
 
 function unsetValidatorHeaders (reply: FastifyReply, current: Validators): void {
@@ -511,7 +539,8 @@ function buildOnSend (policy: Policy, route: string) {
   const { validators, headers } = policy
   function afterWrite (request: FastifyRequest, reply: FastifyReply, value: unknown): void {
     try {
-      setValidatorHeaders(reply, checkValidators(value, route))
+      // A handler that set one of the two keeps it, and gets the other.
+      setValidatorHeaders(reply, checkValidators(value, route), true)
     } catch (error) {
       // The write is done: a 500 now would tell the client to retry a change that was applied.
       request.log.error({ err: error }, 'fastify-precondition: validators after the write were invalid; no ETag sent')
@@ -536,7 +565,7 @@ function buildOnSend (policy: Policy, route: string) {
       return
     }
     if (headers !== null) setRouteHeaders(request, reply, headers, route)
-    if (validators === null || reply.hasHeader('etag') || reply.hasHeader('last-modified')) {
+    if (validators === null || (reply.hasHeader('etag') && reply.hasHeader('last-modified'))) {
       done(null, payload)
       return
     }

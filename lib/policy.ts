@@ -12,7 +12,8 @@ export type RequirableHeader = 'if-match' | 'if-unmodified-since' | 'if-none-mat
 export interface ConcurrencyOptions<Request = FastifyRequest> {
   /**
    * On unsafe methods, answer 428 unless at least one of these headers is present and usable
-   * (an unparsable date does not count). Checked in onRequest, before the body is read.
+   * (an unparsable date does not count). Checked in preParsing: after every onRequest hook
+   * (auth, rate limits), before the body is read.
    */
   require?: RequirableHeader | RequirableHeader[]
   /** The current selected representation's validators, or null when none exists. */
@@ -42,6 +43,12 @@ export interface ConcurrencyOptions<Request = FastifyRequest> {
    * request with the same key is answered with the stored response, without running again.
    */
   idempotency?: boolean | IdempotencyOptions<Request>
+  /**
+   * Whether a PUT may create the resource. Default true. `false`: a PUT to a resource whose
+   * `validators` give null has its preconditions ignored (RFC 9110 §13.2.1), as any other method
+   * has, and its handler answers (its 404); no problem suggests creating it.
+   */
+  create?: boolean
 }
 
 export interface Policy {
@@ -52,6 +59,7 @@ export interface Policy {
   lock: boolean
   headers: Record<string, string> | ((request: FastifyRequest) => Record<string, string>) | null
   idempotency: IdempotencyPolicy | null
+  create: boolean
 }
 
 /** Methods that never change a resource: never refused with 428, never locked. */
@@ -59,7 +67,7 @@ export function isSafe (method: string): boolean {
   return method === 'GET' || method === 'HEAD' || method === 'OPTIONS' || method === 'TRACE'
 }
 
-const KEYS = new Set(['require', 'validators', 'stage', 'key', 'lock', 'headers', 'idempotency'])
+const KEYS = new Set(['require', 'validators', 'stage', 'key', 'lock', 'headers', 'idempotency', 'create'])
 // RFC 9110 §5.1 field-name, and a field value without control characters (§5.5).
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/
 const FIELD_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/
@@ -91,7 +99,7 @@ export function toPolicy (option: unknown, route: string): Policy {
       throw invalidOption('concurrency', `${route}: concurrency.${name} is not an option; known: ${[...KEYS].join(', ')}`)
     }
   }
-  const { require, validators, stage, key, lock, headers, idempotency } = option as ConcurrencyOptions
+  const { require, validators, stage, key, lock, headers, idempotency, create } = option as ConcurrencyOptions
 
   let required: RequirableHeader[] | null = null
   if (require !== undefined) {
@@ -114,6 +122,9 @@ export function toPolicy (option: unknown, route: string): Policy {
     throw invalidOption('lock', `${route}: concurrency.lock must be a boolean; got ${JSON.stringify(lock)}`)
   }
   if (headers !== undefined && typeof headers !== 'function') checkHeaders(headers, route)
+  if (create !== undefined && typeof create !== 'boolean') {
+    throw invalidOption('create', `${route}: concurrency.create must be a boolean; got ${JSON.stringify(create)}`)
+  }
   const idempotencyPolicy = idempotency === undefined ? null : toIdempotencyPolicy(idempotency, route)
   if (required === null && validators === undefined && lock !== true && idempotencyPolicy === null) {
     throw invalidOption('concurrency', `${route}: concurrency needs at least one of require, validators, lock: true or idempotency`)
@@ -125,6 +136,7 @@ export function toPolicy (option: unknown, route: string): Policy {
     key: (key ?? null) as Policy['key'],
     lock: lock ?? validators !== undefined,
     headers: (headers ?? null) as Policy['headers'],
+    create: create ?? true,
     idempotency: idempotencyPolicy
   }
 }

@@ -65,3 +65,23 @@ export function hasUsablePrecondition (headers: ConditionalHeaders, required: Re
   }
   return false
 }
+
+/**
+ * The versions an If-Match names, for a handler's own compare-and-swap
+ * (`UPDATE items SET … WHERE id = $1 AND version = ANY($2)`): `'any'` for `*`, `null` when the
+ * request carries no If-Match, else what `parse` makes of each strong tag's opaque part
+ * (`"v7"` → `parse('v7')`). Weak tags are left out (strong comparison never matches them), and so
+ * are the values `parse` refuses (undefined). An empty array matches nothing: answer 412, with
+ * `reply.failPrecondition(current)`, which says why.
+ */
+export function ifMatchVersions<T> (preconditions: Preconditions, parse: (opaque: string) => T | undefined): T[] | 'any' | null {
+  const condition = preconditions.ifMatch
+  if (condition === null || condition === '*') return condition === null ? null : 'any'
+  const versions: T[] = []
+  for (const tag of condition) {
+    if (tag.charCodeAt(0) !== 0x22) continue
+    const version = parse(tag.slice(1, -1))
+    if (version !== undefined) versions.push(version)
+  }
+  return versions
+}

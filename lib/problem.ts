@@ -42,6 +42,7 @@ export interface ProblemMessages {
     ifMatchWeak: string
     ifMatchInvalid: string
     ifMatchNone: string
+    ifMatchGone: string
     ifUnmodifiedSince: string
     ifNoneMatch: string
     ifNoneMatchInvalid: string
@@ -79,6 +80,7 @@ export const defaultMessages: ProblemMessages = {
     ifMatchWeak: 'If-Match uses strong comparison, and a weak entity-tag (W/"...") can never satisfy it. Send the strong ETag of the current representation.',
     ifMatchInvalid: 'If-Match holds no valid entity-tag. Send the ETag exactly as the server gave it, in double quotes (If-Match: "abc"), or * for any current representation.',
     ifMatchNone: 'If-Match requires a current representation, and this resource has none. Create it without If-Match, or with If-None-Match: *.',
+    ifMatchGone: 'If-Match requires a current representation, and this resource has none: it does not exist, or no longer does.',
     ifUnmodifiedSince: 'The resource was modified after the If-Unmodified-Since date. GET it again, reapply your change, and retry with its new Last-Modified date.',
     ifNoneMatch: 'If-None-Match matched a current representation of the resource. With If-None-Match: * the request only creates, and the resource already exists.',
     ifNoneMatchInvalid: 'If-None-Match holds no valid entity-tag. Send quoted entity-tags (If-None-Match: "abc") or * to create only when the resource does not exist.',
@@ -159,6 +161,7 @@ export class ProblemWriter {
   private readonly retryAfter: string
   private readonly failedHeads: string[] = []
   private readonly failedTail: string
+  private readonly goneHead: string
   private readonly lockHeads: Record<string, string>
   private readonly idempotencyHeads: Record<string, string> = {}
 
@@ -171,6 +174,7 @@ export class ProblemWriter {
       this.failedHeads[Number(outcome)] = this.head(ProblemCode.PRECONDITION_FAILED, 412, this.messages.details[key])
     }
     this.failedTail = ',"code":"' + ProblemCode.PRECONDITION_FAILED + '"'
+    this.goneHead = this.head(ProblemCode.PRECONDITION_FAILED, 412, this.messages.details.ifMatchGone)
     this.lockHeads = {
       [ProblemCode.LOCK_TIMEOUT]: this.head(ProblemCode.LOCK_TIMEOUT, 503, this.messages.details.lockTimeout),
       [ProblemCode.LOCK_UNAVAILABLE]: this.head(ProblemCode.LOCK_UNAVAILABLE, 503, this.messages.details.lockUnavailable)
@@ -204,9 +208,16 @@ export class ProblemWriter {
       .send(body[0] + JSON.stringify(requestPath(url)) + body[1])
   }
 
-  /** 412 for an evaluation outcome; `etag` is the current tag, if any. */
-  sendFailed (reply: FastifyReply, outcome: number, url: string, etag: string | undefined): void {
-    let body = this.failedHeads[outcome] + JSON.stringify(requestPath(url)) + this.failedTail
+  /**
+   * 412 for an evaluation outcome; `etag` is the current tag, if any. `detail` replaces the
+   * outcome's text (a handler's own reason); `gone`: no representation exists, said without
+   * suggesting to create one.
+   */
+  sendFailed (reply: FastifyReply, outcome: number, url: string, etag: string | undefined, detail?: string, gone = false): void {
+    const head = detail !== undefined
+      ? this.head(ProblemCode.PRECONDITION_FAILED, 412, detail)
+      : gone ? this.goneHead : this.failedHeads[outcome]
+    let body = head + JSON.stringify(requestPath(url)) + this.failedTail
     if (etag !== undefined && this.exposeEtag) {
       body += ',"etag":' + JSON.stringify(etag)
       reply.header('etag', etag)

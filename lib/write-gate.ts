@@ -66,6 +66,8 @@ export interface RouteGate {
   readonly headersOf: (request: FastifyRequest) => ConditionalHeaders
   /** If-Match compares weakly (the plugin option `weakIfMatch`). */
   readonly weakIfMatch: boolean
+  /** A PUT may create the resource (the route option `create`). */
+  readonly create: boolean
 }
 
 export const kGate = Symbol('fastify-precondition.gate')
@@ -193,7 +195,7 @@ export class WriteGate {
       this.release()
       throw error
     }
-    const outcome = evaluate(this.request.method, this.gate.headersOf(this.request), current, this.gate.weakIfMatch)
+    const outcome = evaluate(this.request.method, this.gate.headersOf(this.request), current, this.gate.weakIfMatch, this.gate.create)
     if (outcome === Outcome.PROCEED) return this.enter()
     this.release()
     const etag = current?.etag
