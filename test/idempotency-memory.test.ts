@@ -283,7 +283,7 @@ test('evictions are warned about once a minute at most, with how many and why', 
   t.equal(lines.length, 1, 'the first eviction is warned about at once')
   t.match(lines[0], {
     details: { evicted: 1, forBytes: 0, forRecords: 1, records: 1 },
-    message: /idempotency store is full; 1 completed records evicted since it started \(0 over maxBytes 708, 1 over maxRecords 2\); a retry of an evicted key runs its handler again/
+    message: /idempotency store is full; 1 completed record evicted since it started \(0 over maxBytes 708, 1 over maxRecords 2\); a retry of an evicted key runs its handler again/
   })
   for (let i = 3; i < 13; i++) {
     clock.now += 1000
@@ -321,8 +321,28 @@ test('without a log, evictions are process warnings, once a minute at most', asy
   done(store, 'c')
   const calls = emitted()
   t.equal(calls.length, 1)
-  t.match(calls[0].args, [/idempotency store is full; 1 completed records evicted since it started/, { code: 'FST_PRECONDITION_IDEMPOTENCY_EVICTED' }])
+  t.match(calls[0].args, [/idempotency store is full; 1 completed record evicted since it started/, { code: 'FST_PRECONDITION_IDEMPOTENCY_EVICTED' }])
   clock.now += EVICTION_WARNING_INTERVAL
   done(store, 'd')
   t.match(emitted()[0].args, [/2 completed records evicted since the last warning \(0 over maxBytes 67108864, 2 over maxRecords 1\)/])
+})
+
+test('a logger that throws fails neither the claim nor the completion that evicted', async (t) => {
+  let calls = 0
+  const log = { warn () { calls++; throw new Error('logger down') } }
+  const { store } = clocked({ maxRecords: 1, log })
+  done(store, 'a')
+  t.equal(store.claim('b', 'fp', 1000).state, 'claimed', 'the claim that evicted a for records')
+  t.equal(calls, 1)
+  const { store: bytes, clock } = clocked({ maxBytes: 2 * (1 + 2 + RECORD_OVERHEAD) + 100, log })
+  done(bytes, 'c')
+  done(bytes, 'd')
+  const { token } = bytes.claim('e', 'fp', 2 * EVICTION_WARNING_INTERVAL) as { token: string }
+  t.equal(calls, 2, 'the claim of e evicted c')
+  clock.now += EVICTION_WARNING_INTERVAL
+  t.equal(bytes.complete('e', token, { status: 200, headers: {}, body: 'x'.repeat(100) }, 1000), true, 'the completion that evicted d for bytes')
+  t.equal(calls, 3)
+  t.equal(bytes.claim('e', 'fp', 1000).state, 'done', 'and its answer is kept')
+  t.equal(bytes.size, 1)
+  t.ok(bytes.bytes <= bytes.maxBytes)
 })

@@ -202,13 +202,18 @@ export class MemoryIdempotencyStore implements IdempotencyStore {
     const forRecords = this.evictedForRecords
     this.evictedForBytes = 0
     this.evictedForRecords = 0
-    const message = `fastify-precondition: the idempotency store is full; ${forBytes + forRecords} completed records evicted ` +
+    const evicted = forBytes + forRecords
+    const message = `fastify-precondition: the idempotency store is full; ${evicted} completed ${evicted === 1 ? 'record' : 'records'} evicted ` +
       `${first ? 'since it started' : 'since the last warning'} (${forBytes} over maxBytes ${this.maxBytes}, ` +
       `${forRecords} over maxRecords ${this.maxRecords}); a retry of an evicted key runs its handler again`
-    if (this.log !== null) {
-      this.log.warn({ evicted: forBytes + forRecords, forBytes, forRecords, bytes: this.kept, records: this.records.size }, message)
-    } else {
+    if (this.log === null) {
       process.emitWarning(message, { code: 'FST_PRECONDITION_IDEMPOTENCY_EVICTED' })
+      return
+    }
+    try {
+      this.log.warn({ evicted, forBytes, forRecords, bytes: this.kept, records: this.records.size }, message)
+    } catch {
+      // A logger's own failure must not fail the claim or the completion that evicted.
     }
   }
 
