@@ -9,7 +9,7 @@ import { test, type Test } from 'tap'
 import { RedisIdempotencyStore, redisIdempotencyStore } from '../lib/idempotency/redis.js'
 import type { StoredResponse } from '../lib/idempotency/store.js'
 import { send, sleep } from './helpers/http.js'
-import { hasRedisServer, REDIS_MISSING, startRedis } from './helpers/redis-server.js'
+import { hasRedisServer, REDIS_MISSING, RedisServer, startRedis } from './helpers/redis-server.js'
 import { stopChild } from './helpers/child.js'
 
 const skip = hasRedisServer() ? false : REDIS_MISSING
@@ -49,14 +49,65 @@ test('redis idempotency store', { skip }, async (t) => {
       ['no client', {}, /client must be an ioredis client/],
       ['a client without eval', { client: { evalsha () {} } }, /client must be an ioredis client/],
       ['prefix a number', { client: redis, prefix: 1 }, /prefix must be a string/],
-      ['lease 0', { client: redis, lease: 0 }, /lease must be a positive whole number/]
+      ['lease 0', { client: redis, lease: 0 }, /lease must be a positive whole number/],
+      ['maxAnswerBytes 0', { client: redis, maxAnswerBytes: 0 }, /maxAnswerBytes must be a positive whole number of bytes; got 0/],
+      ['maxAnswerBytes fractional', { client: redis, maxAnswerBytes: 1.5 }, /maxAnswerBytes must be/],
+      ['maxAnswerBytes a string', { client: redis, maxAnswerBytes: '1' }, /maxAnswerBytes must be/]
     ]
     for (const [name, options, message] of rows) {
       t.throws(() => redisIdempotencyStore(options as never), { code: 'FST_PRECONDITION_INVALID_IDEMPOTENCY_STORE', message }, name)
     }
     const store = redisIdempotencyStore({ client: redis })
     t.ok(store instanceof RedisIdempotencyStore)
-    t.match(store, { prefix: 'fastify-precondition:idem:', lease: 10_000 })
+    t.match(store, { prefix: 'fastify-precondition:idem:', lease: 10_000, maxAnswerBytes: 1_048_576 })
+    t.equal(redisIdempotencyStore({ client: redis, maxAnswerBytes: 10 }).maxAnswerBytes, 10)
+  })
+
+  t.test('a not replayable record, and an answer over maxAnswerBytes kept as one', async (t) => {
+    const store = redisIdempotencyStore({ client: redis, prefix: 't6:', maxAnswerBytes: 100 })
+    const notKept: StoredResponse = { status: 201, headers: {}, body: '', replayable: false }
+    const marked = await store.claim('marked', 'fp', 5000) as { token: string }
+    t.equal(await store.complete('marked', marked.token, { ...notKept, status: 200 }, 60_000), true)
+    t.equal(await redis.hget('t6:marked', 'response'), '{"s":200,"r":0}', 'kept as its status and r:0')
+    t.same(await store.claim('marked', 'fp', 5000), { state: 'done', response: { ...notKept, status: 200 } })
+    t.same(await store.claim('marked', 'other', 5000), { state: 'mismatch' })
+    const rows: Array<[string, Buffer | string, boolean]> = [
+      ['100 bytes', Buffer.alloc(100), true],
+      ['101 bytes', Buffer.alloc(101), false],
+      ['100 ASCII characters', 'x'.repeat(100), true],
+      ['51 characters of 2 UTF-8 bytes', '\u00e9'.repeat(51), false]
+    ]
+    for (const [name, body, kept] of rows) {
+      const { token } = await store.claim(name, 'fp', 5000) as { token: string }
+      const answer: StoredResponse = { status: 201, headers: { etag: '"1"' }, body }
+      t.equal(await store.complete(name, token, answer, 60_000), true)
+      t.same(await store.claim(name, 'fp', 5000), { state: 'done', response: kept ? answer : notKept }, `${name}: ${kept ? 'kept' : 'not replayable'}`)
+    }
+  })
+
+  t.test('a claim while the connection is down fails at once', async (t) => {
+    const failing = redisIdempotencyStore({ client: { status: 'end', evalsha: async () => { throw new Error('never sent') }, eval: async () => 'never' } })
+    await t.rejects(failing.claim('k', 'fp', 100), { message: 'the Redis connection is end' }, 'a client that was quit')
+    const own = new RedisServer()
+    await own.start()
+    const client = new Redis({ port: own.port, host: '127.0.0.1' })
+    t.teardown(async () => {
+      client.disconnect()
+      await own.stop()
+    })
+    const store = redisIdempotencyStore({ client, prefix: 't7:' })
+    t.equal((await store.claim('before', 'fp', 5000)).state, 'claimed')
+    await own.stop()
+    const end = Date.now() + 5000
+    while (client.status === 'ready' && Date.now() < end) await sleep(5)
+    t.not(client.status, 'ready', `the client saw the server go (${client.status})`)
+    const started = Date.now()
+    await t.rejects(store.claim('during', 'fp', 5000), { message: /^the Redis connection is (reconnecting|close)$/ })
+    const took = Date.now() - started
+    t.ok(took < 200, `rejected in ${took} ms, not after the offline queue`)
+    await own.start()
+    while (client.status !== 'ready' && Date.now() < end + 5000) await sleep(10)
+    t.equal((await store.claim('after', 'fp', 5000)).state, 'claimed', 'claims work again once it is back')
   })
 
   t.test('claim, running, done, mismatch; a completed record is never overwritten', async (t) => {

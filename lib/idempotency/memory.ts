@@ -1,18 +1,51 @@
 // The default idempotency store, for one process. Records expire: a claim after its lease, a
 // finished response after its ttl. Expired records are dropped when their key is next claimed,
-// and by a sweep every `sweepInterval` ms (an unref'd timer, so it never keeps a process alive),
-// so memory stays bounded by the keys of the last ttl, not by every key ever seen.
+// and by a sweep every `sweepInterval` ms (an unref'd timer, so it never keeps a process alive).
+//
+// The store is bounded whatever the clients send: at most `maxBytes` of records (see
+// RECORD_OVERHEAD for what a record counts) and `maxRecords` records. A claim or a completion
+// that would pass a bound first evicts the oldest completed records (a retry of an evicted key
+// runs its handler again), never a running claim: running claims are bounded by the requests in
+// flight, and are admitted even when nothing else is left to evict. Evictions are reported in one
+// warning line a minute at most. An answer whose body is larger than `maxAnswerBytes` is kept as
+// not replayable (the request was applied, its answer is not kept).
+//
+// Completed records are also linked in a list in the order they completed, oldest first, so an
+// eviction is O(1). (Not a Map's insertion order: reading the first key of a Map after deleting
+// the ones before it walks over their holes, which made eviction quadratic in the table size.)
 import { invalidOption } from '../errors.js'
 import { claimToken } from './token.js'
 import type { ClaimResult, IdempotencyStore, StoredResponse } from './store.js'
 
+/**
+ * The bytes each record counts besides its strings: the record, its answer and headers objects,
+ * its token and its Map entry, about 300 bytes on Node 20 for a record with two headers.
+ */
+export const RECORD_OVERHEAD = 300
+
+/** At most one eviction warning per this many ms. */
+export const EVICTION_WARNING_INTERVAL = 60_000
+
+const MiB = 1_048_576
+
 interface IdempotencyRecord {
+  readonly key: string
   fingerprint: string
   /** The owner's token while running; null once done. */
   token: string | null
   response: StoredResponse | null
   /** When the lease (running) or the ttl (done) ends, in ms since the epoch. */
   expires: number
+  /** What this record counts in the store's `bytes`. */
+  bytes: number
+  /** Its neighbours in the list of completed records (null while running, and at the ends). */
+  older: IdempotencyRecord | null
+  newer: IdempotencyRecord | null
+}
+
+/** Where eviction warnings go: a pino logger (`fastify.log`) or anything with `warn`. */
+export interface IdempotencyStoreLogger {
+  warn (details: object, message?: string): void
 }
 
 export interface MemoryIdempotencyStoreOptions {
@@ -20,32 +53,82 @@ export interface MemoryIdempotencyStoreOptions {
   lease?: number
   /** How often expired records are swept, in ms. Default 60000. */
   sweepInterval?: number
+  /**
+   * The most bytes of records kept: answer bodies (UTF-8 bytes of a string) and header names and
+   * values, keys and fingerprints, and RECORD_OVERHEAD per record. Default 67108864 (64 MiB).
+   */
+  maxBytes?: number
+  /** The most records kept, running claims included. Default 100000. */
+  maxRecords?: number
+  /**
+   * The largest answer body kept, in bytes; a larger answer is kept as not replayable. At most
+   * `maxBytes`. Default 1048576 (1 MiB), or `maxBytes` when that is smaller.
+   */
+  maxAnswerBytes?: number
+  /** Where eviction warnings go. Default: `process.emitWarning`. */
+  log?: IdempotencyStoreLogger
   /** The clock, in ms (for tests). Default `Date.now`. */
   now?: () => number
 }
 
-function positiveInteger (name: string, value: unknown, fallback: number): number {
+function positiveInteger (name: string, value: unknown, fallback: number, unit: string): number {
   if (value === undefined) return fallback
-  if (!Number.isInteger(value) || (value as number) <= 0) {
-    throw invalidOption('idempotencyStore', `memoryIdempotencyStore: ${name} must be a positive whole number of milliseconds; got ${String(value)}`)
+  if (!Number.isSafeInteger(value) || (value as number) <= 0) {
+    throw invalidOption('idempotencyStore', `memoryIdempotencyStore: ${name} must be a positive whole number of ${unit}; got ${String(value)}`)
   }
   return value as number
+}
+
+function bodyBytes (body: Buffer | string): number {
+  return typeof body === 'string' ? Buffer.byteLength(body) : body.byteLength
+}
+
+function headerBytes (headers: Record<string, string>): number {
+  let bytes = 0
+  for (const name in headers) bytes += name.length + headers[name].length
+  return bytes
 }
 
 export class MemoryIdempotencyStore implements IdempotencyStore {
   readonly lease: number
   readonly sweepInterval: number
+  readonly maxBytes: number
+  readonly maxRecords: number
+  readonly maxAnswerBytes: number
   private readonly records = new Map<string, IdempotencyRecord>()
   private readonly now: () => number
+  private readonly log: IdempotencyStoreLogger | null
   private timer: NodeJS.Timeout | null = null
+  private kept = 0
+  // The completed records, oldest first.
+  private oldest: IdempotencyRecord | null = null
+  private newest: IdempotencyRecord | null = null
+  // Evictions not yet reported, by the bound that caused them, and when the last report went out.
+  private evictedForBytes = 0
+  private evictedForRecords = 0
+  private warnedAt = -Infinity
 
   constructor (options: MemoryIdempotencyStoreOptions = {}) {
     if (typeof options !== 'object' || options === null) {
-      throw invalidOption('idempotencyStore', 'memoryIdempotencyStore: options must be an object: { lease?, sweepInterval? }')
+      throw invalidOption('idempotencyStore', 'memoryIdempotencyStore: options must be an object: { lease?, sweepInterval?, maxBytes?, maxRecords?, maxAnswerBytes?, log? }')
     }
-    this.lease = positiveInteger('lease', options.lease, 10_000)
-    this.sweepInterval = positiveInteger('sweepInterval', options.sweepInterval, 60_000)
-    this.now = options.now ?? Date.now
+    this.lease = positiveInteger('lease', options.lease, 10_000, 'milliseconds')
+    this.sweepInterval = positiveInteger('sweepInterval', options.sweepInterval, 60_000, 'milliseconds')
+    this.maxBytes = positiveInteger('maxBytes', options.maxBytes, 64 * MiB, 'bytes')
+    this.maxRecords = positiveInteger('maxRecords', options.maxRecords, 100_000, 'records')
+    this.maxAnswerBytes = positiveInteger('maxAnswerBytes', options.maxAnswerBytes, Math.min(MiB, this.maxBytes), 'bytes')
+    if (this.maxAnswerBytes > this.maxBytes) {
+      throw invalidOption('idempotencyStore', `memoryIdempotencyStore: maxAnswerBytes (${this.maxAnswerBytes}) must be at most maxBytes (${this.maxBytes})`)
+    }
+    const { log, now } = options
+    if (log !== undefined && (typeof log !== 'object' || log === null || typeof log.warn !== 'function')) {
+      throw invalidOption('idempotencyStore', 'memoryIdempotencyStore: log must be a logger with a warn method (e.g. fastify.log)')
+    }
+    if (now !== undefined && typeof now !== 'function') {
+      throw invalidOption('idempotencyStore', 'memoryIdempotencyStore: now must be a function answering the time in ms')
+    }
+    this.log = log ?? null
+    this.now = now ?? Date.now
   }
 
   /** How many records are kept now, expired ones not yet swept included (for tests and monitoring). */
@@ -53,24 +136,85 @@ export class MemoryIdempotencyStore implements IdempotencyStore {
     return this.records.size
   }
 
+  /** The bytes the kept records count toward `maxBytes` (for tests and monitoring). */
+  get bytes (): number {
+    return this.kept
+  }
+
   private live (key: string): IdempotencyRecord | undefined {
     const record = this.records.get(key)
     if (record === undefined || record.expires > this.now()) return record
-    this.records.delete(key)
+    this.remove(record)
     return undefined
+  }
+
+  private remove (record: IdempotencyRecord): void {
+    this.records.delete(record.key)
+    this.kept -= record.bytes
+    if (record.token !== null) return
+    const { older, newer } = record
+    if (older === null) this.oldest = newer
+    else older.newer = newer
+    if (newer === null) this.newest = older
+    else newer.older = older
   }
 
   claim (key: string, fingerprint: string, leaseMs: number): ClaimResult {
     const record = this.live(key)
     if (record === undefined) {
       const token = claimToken()
-      this.records.set(key, { fingerprint, token, response: null, expires: this.now() + leaseMs })
+      const bytes = key.length + fingerprint.length + RECORD_OVERHEAD
+      if (this.records.size >= this.maxRecords || this.kept + bytes > this.maxBytes) this.makeRoom(bytes, 1)
+      this.records.set(key, { key, fingerprint, token, response: null, expires: this.now() + leaseMs, bytes, older: null, newer: null })
+      this.kept += bytes
       this.schedule()
       return { state: 'claimed', token }
     }
     if (record.fingerprint !== fingerprint) return { state: 'mismatch' }
     if (record.response !== null) return { state: 'done', response: record.response }
     return { state: 'running', retryAfter: record.expires - this.now() }
+  }
+
+  /**
+   * Evicts the oldest completed records until `bytes` more and `records` more fit, or none is
+   * left: running claims are admitted all the same.
+   */
+  private makeRoom (bytes: number, records: number): void {
+    const maxRecords = this.maxRecords - records
+    const maxBytes = this.maxBytes - bytes
+    let evicted = false
+    while (this.oldest !== null) {
+      if (this.records.size > maxRecords) this.evictedForRecords++
+      else if (this.kept > maxBytes) this.evictedForBytes++
+      else break
+      this.remove(this.oldest)
+      evicted = true
+    }
+    if (evicted) this.warnEvictions(this.now())
+  }
+
+  /** Reports the evictions since the last report, unless one went out within the interval. */
+  private warnEvictions (now: number): void {
+    if (now - this.warnedAt < EVICTION_WARNING_INTERVAL) return
+    const first = this.warnedAt === -Infinity
+    this.warnedAt = now
+    const forBytes = this.evictedForBytes
+    const forRecords = this.evictedForRecords
+    this.evictedForBytes = 0
+    this.evictedForRecords = 0
+    const evicted = forBytes + forRecords
+    const message = `fastify-precondition: the idempotency store is full; ${evicted} completed ${evicted === 1 ? 'record' : 'records'} evicted ` +
+      `${first ? 'since it started' : 'since the last warning'} (${forBytes} over maxBytes ${this.maxBytes}, ` +
+      `${forRecords} over maxRecords ${this.maxRecords}); a retry of an evicted key runs its handler again`
+    if (this.log === null) {
+      process.emitWarning(message, { code: 'FST_PRECONDITION_IDEMPOTENCY_EVICTED' })
+      return
+    }
+    try {
+      this.log.warn({ evicted, forBytes, forRecords, bytes: this.kept, records: this.records.size }, message)
+    } catch {
+      // A logger's own failure must not fail the claim or the completion that evicted.
+    }
   }
 
   private owned (key: string, token: string): IdempotencyRecord | undefined {
@@ -81,14 +225,31 @@ export class MemoryIdempotencyStore implements IdempotencyStore {
   complete (key: string, token: string, response: StoredResponse, ttlMs: number): boolean {
     const record = this.owned(key, token)
     if (record === undefined) return false
+    let bytes = bodyBytes(response.body)
+    if (bytes > this.maxAnswerBytes) {
+      // The plugin passes such an answer as not replayable already; this keeps the bound if not.
+      response = { status: response.status, headers: {}, body: '', replayable: false }
+      bytes = 0
+    } else {
+      bytes += headerBytes(response.headers)
+    }
+    // Counted before it joins the list of completed records, so it is never its own eviction.
+    record.bytes += bytes
+    this.kept += bytes
+    if (this.kept > this.maxBytes) this.makeRoom(0, 0)
     record.token = null
     record.response = response
     record.expires = this.now() + ttlMs
+    record.older = this.newest
+    if (this.newest === null) this.oldest = record
+    else this.newest.newer = record
+    this.newest = record
     return true
   }
 
   release (key: string, token: string): void {
-    if (this.owned(key, token) !== undefined) this.records.delete(key)
+    const record = this.owned(key, token)
+    if (record !== undefined) this.remove(record)
   }
 
   renew (key: string, token: string, leaseMs: number): boolean {
@@ -98,12 +259,16 @@ export class MemoryIdempotencyStore implements IdempotencyStore {
     return true
   }
 
-  /** Drops every expired record; runs by itself every `sweepInterval` while records are kept. */
+  /**
+   * Drops every expired record, and reports evictions left unreported; runs by itself every
+   * `sweepInterval` while records are kept.
+   */
   sweep (): void {
     const now = this.now()
-    for (const [key, record] of this.records) {
-      if (record.expires <= now) this.records.delete(key)
+    for (const record of this.records.values()) {
+      if (record.expires <= now) this.remove(record)
     }
+    if (this.evictedForBytes + this.evictedForRecords > 0) this.warnEvictions(now)
     if (this.records.size === 0 && this.timer !== null) {
       clearInterval(this.timer)
       this.timer = null
