@@ -277,7 +277,8 @@ const plugin: FastifyPluginAsync<FastifyPreconditionOptions> = async function fa
     const policy = toPolicy(option, `${String(routeOptions.method)} ${routeOptions.url}`)
     if (policy.idempotency !== null) {
       if (state.idempotency === null) {
-        const store = state.idempotencyStore ?? new MemoryIdempotencyStore()
+        // The default store's eviction warnings go to the app's log.
+        const store = state.idempotencyStore ?? new MemoryIdempotencyStore({ log: fastify.log })
         state.idempotency = { store, problems: state.problems, renewals: new Renewals(store.lease), claimTimeout: state.lockTimeout }
       }
       // The key is read before the 428 check: a request without either is told about the key.

@@ -23,9 +23,7 @@ test('memory store', async (t) => {
 
 test('redis store', { skip: redisSkip }, async (t) => {
   const { redis } = await startRedis(t, Redis)
-  storeContract(t, () => redisIdempotencyStore({ client: redis }), {
-    todo: { notReplayable: 'the Redis store does not keep replayable: false yet' }
-  })
+  storeContract(t, () => redisIdempotencyStore({ client: redis }))
 })
 
 test('postgresql store', { skip: pgSkip }, async (t) => {

@@ -8,14 +8,6 @@ import type { Test } from 'tap'
 import type { ClaimResult, IdempotencyStore, StoredResponse } from '../../lib/idempotency/store.js'
 import { sleep } from './http.js'
 
-export interface StoreContractOptions {
-  /**
-   * Cases this store does not pass yet, by name, with the reason: reported as todo, not failed.
-   * `notReplayable`: a `replayable: false` answer comes back as such.
-   */
-  todo?: { notReplayable?: string }
-}
-
 /** A short lease (long enough for the next statement to land inside it on a loaded machine), and a wait that outlasts it. */
 const SHORT = 300
 const PAST_SHORT = 450
@@ -38,7 +30,7 @@ type Claimed = Extract<ClaimResult, { state: 'claimed' }>
  * Registers the contract as subtests of `t`. `makeStore` gives the store under test (one per
  * subtest; it may be the same store each time: keys never repeat across runs).
  */
-export function storeContract (t: Test, makeStore: () => IdempotencyStore | Promise<IdempotencyStore>, options: StoreContractOptions = {}): void {
+export function storeContract (t: Test, makeStore: () => IdempotencyStore | Promise<IdempotencyStore>): void {
   const ns = randomBytes(6).toString('hex')
   let n = 0
   const fresh = (name: string): string => `${ns}:${n++}:${name}`
@@ -186,7 +178,7 @@ export function storeContract (t: Test, makeStore: () => IdempotencyStore | Prom
     t.same(client, { status: 404, headers: { 'content-type': 'application/problem+json' }, body: '{"status":404}' }, 'a 4xx is kept as well')
   })
 
-  t.test('an answer recorded as not replayable comes back as such', { todo: options.todo?.notReplayable ?? false }, async (t) => {
+  t.test('an answer recorded as not replayable comes back as such', async (t) => {
     const store = await makeStore()
     const hijacked: StoredResponse = { status: 0, headers: {}, body: '', replayable: false }
     t.same(await roundTrip(store, hijacked), hijacked, 'status unknown')
