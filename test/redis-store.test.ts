@@ -52,7 +52,7 @@ test('redis lock store', { skip }, async (t) => {
       ['client without commands', { client: {} }, /client must be an ioredis client/],
       ['ttl zero', { client, ttl: 0 }, /ttl must be a positive whole number/],
       ['ttl fractional', { client, ttl: 1.5 }, /ttl must be a positive whole number/],
-      ['keep zero', { client, keep: 0 }, /keep must be a positive whole number/],
+      ['fenceTtl zero', { client, fenceTtl: 0 }, /fenceTtl must be a positive whole number/],
       ['retryInterval a string', { client, retryInterval: '10' }, /retryInterval must be/],
       ['prefix a number', { client, prefix: 1 }, /prefix must be a string/],
       ['prefix with an unclosed brace', { client, prefix: 'app{' }, /unclosed '\{'/],
@@ -64,20 +64,20 @@ test('redis lock store', { skip }, async (t) => {
     }
     const store = redisLockStoreDefault({ client })
     t.ok(store instanceof RedisLockStore, 'the default export is the factory')
-    t.match(store, { ttl: 10_000, keep: 10_000, retryInterval: 10, renewInterval: 3333, prefix: 'fastify-precondition:' })
+    t.match(store, { ttl: 10_000, fenceTtl: 10_000, retryInterval: 10, renewInterval: 3333, prefix: 'fastify-precondition:' })
     t.equal(redisLockStore({ client, prefix: '{app}:' }).prefix, '{app}:', 'a prefix that is a whole hash tag is fine')
     t.equal(redisLockStore({ client, ttl: 2 }).renewInterval, 1, 'renewed at least every millisecond')
   })
 
-  t.test('a lease is a Redis hash with a ttl while held; its fence stays `keep` ms after the release', async (t) => {
+  t.test('a lease is a Redis hash with a ttl while held; its fence stays fenceTtl ms after the release', async (t) => {
     const client = connect()
-    const store = redisLockStore({ client, ttl: 5000, keep: 3000, prefix: 'test-a:' })
+    const store = redisLockStore({ client, ttl: 5000, fenceTtl: 3000, prefix: 'test-a:' })
     const [seconds, micros] = await client.time()
     const before = Number(seconds) * 1e6 + Number(micros)
     const lease = await store.acquire('/items/1', 1000)
     const key = 'test-a:lock:{/items/1}'
     const pttl = await client.pttl(key)
-    t.ok(pttl > 5000 && pttl <= 8000, `held with a ttl of the lease and keep (${pttl} ms)`)
+    t.ok(pttl > 5000 && pttl <= 8000, `held with a ttl of the lease and fenceTtl (${pttl} ms)`)
     t.equal(store.size, 1)
     t.ok(lease.token > before && lease.token < before + 1e6, 'the first token of a key is Redis\' clock in microseconds')
     t.ok(Number.isSafeInteger(lease.token))
@@ -90,7 +90,7 @@ test('redis lock store', { skip }, async (t) => {
     await lease.release()
     t.same(await client.hgetall(key), { fence: String(lease.token) }, 'released: only the fence is left')
     const kept = await client.pttl(key)
-    t.ok(kept > 0 && kept <= 3000, `for keep (${kept} ms)`)
+    t.ok(kept > 0 && kept <= 3000, `for fenceTtl (${kept} ms)`)
     t.equal(store.size, 0)
     t.equal(lease.signal.aborted, false, 'a lease released in time is not lost')
   })
@@ -434,11 +434,11 @@ test('redis lock store', { skip }, async (t) => {
     t.same(statuses, { 200: 1, 412: 49 })
     t.equal(store.size, 0)
   })
-  t.test('1,000 writes to resources that do not exist, then leases left to expire: no key outlives them by more than keep', async (t) => {
+  t.test('1,000 writes to resources that do not exist, then leases left to expire: no key outlives them by more than fenceTtl', async (t) => {
     const ttl = 400
-    const keep = 300
+    const fenceTtl = 300
     const client = connect()
-    const store = redisLockStore({ client, ttl, keep, prefix: 'test-q:' })
+    const store = redisLockStore({ client, ttl, fenceTtl, prefix: 'test-q:' })
     const app = Fastify()
     await app.register(fastifyPrecondition, { lockStore: store })
     app.put('/items/:id', { concurrency: { require: 'if-match', validators: () => null } }, async () => 'never')
@@ -458,7 +458,7 @@ test('redis lock store', { skip }, async (t) => {
     t.ok(left.every((key) => /^test-q:lock:\{\/items\/:id%0Aid=\d+:[\w-]+\}$/.test(key)), 'printable, one per resource')
     // Leases nobody gives back: their process lost Redis while it held them.
     const lost = connect()
-    const abandoned = redisLockStore({ client: lost, ttl, keep, prefix: 'test-q:' })
+    const abandoned = redisLockStore({ client: lost, ttl, fenceTtl, prefix: 'test-q:' })
     for (let n = 0; n < 20; n++) await abandoned.acquire(`held-${n}`, 1000)
     lost.disconnect()
     const started = Date.now()
@@ -467,7 +467,7 @@ test('redis lock store', { skip }, async (t) => {
       await sleep(50)
       keys = await scanKeys(client, 'test-q:*')
     }
-    t.same(keys, [], `no key with the prefix is left ${Date.now() - started} ms after the last lease was taken (ttl ${ttl} + keep ${keep} ms)`)
+    t.same(keys, [], `no key with the prefix is left ${Date.now() - started} ms after the last lease was taken (ttl ${ttl} + fenceTtl ${fenceTtl} ms)`)
     const after = await store.acquire('/items/:id\nid=6:before', 1000)
     t.ok(after.token > before.token, `the resource's token grew across the expiry of its key (${before.token} → ${after.token})`)
     await after.release()

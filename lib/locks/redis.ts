@@ -10,23 +10,24 @@
 // (polling, renewing) is a few timers here, and doing it ourselves lets a given-up acquisition
 // delete what it may have taken, and lets a lost lease abort its signal.
 //
-// Memory: the hash expires `keep` ms after the lease ends (released, or expired unrenewed), so
-// Redis holds a key only for resources written, or attempted, within about the last `ttl + keep`
-// ms: 412s to random ids leave nothing for long. One resource's key measures 184 bytes while its
-// lease is held and 136 bytes after its release (MEMORY USAGE, Redis 7.0, jemalloc, the default
-// prefix, route `/items/:id` and a one-digit id; a 36-character id adds 32), and 10,000 released
-// ones raised used_memory by about 200 bytes each (with Redis' own tables for keys and expiries).
+// Memory: the hash expires `fenceTtl` ms after the lease ends (released, or expired unrenewed),
+// so Redis holds a key only for resources written, or attempted, within about the last
+// `ttl + fenceTtl` ms: 412s to random ids leave nothing for long. One resource's key measures 184
+// bytes while its lease is held and 136 bytes after its release (MEMORY USAGE, Redis 7.0,
+// jemalloc, the default prefix, route `/items/:id` and a one-digit id; a 36-character id adds 32),
+// and 10,000 released ones raised used_memory by about 200 bytes each (with Redis' own tables for
+// keys and expiries).
 //
-// Tokens: each one is the larger of the last token + 1 and Redis' clock in microseconds (TIME),
-// so they keep growing while the hash lives, and a hash made again after its expiry starts above
-// every token handed out before: that one was at most the clock of its day (plus one per
-// acquisition within the same microsecond, which cannot add up), and the clock has moved on by at
-// least `keep` since. That holds while Redis' clock does not step back by `keep` or more between
-// those two moments. It is one primary's clock; after a failover to a replica whose clock is
-// behind by more than that, or that had not yet received the last acquisitions (replication is
-// asynchronous), a token may be handed out again, as with any counter kept in Redis. Microseconds
-// since 1970 stay below 2^53 (a safe JS integer) until the year 2255; the script refuses a token
-// past it (a 503), never a wrong one.
+// Tokens: each one is the larger of the last token + 1 and Redis' clock in microseconds (TIME).
+// While the hash lives they grow by the first rule whatever the clock does. A hash made again
+// after its expiry starts from the clock alone, above every token handed out before as long as
+// Redis' clock has not stepped back by `fenceTtl` or more since: the last token was the clock of
+// its acquisition (or a few microseconds past it, when acquisitions came faster than the clock
+// ticked), and the hash outlived that acquisition by at least `fenceTtl`. The clock is that of one
+// primary; after a failover to a replica whose clock is behind by that much, or that had not yet
+// received the last acquisitions (replication is asynchronous), a token may be handed out again,
+// as with any counter kept in Redis. Microseconds since 1970 stay below 2^53 (a safe JS integer)
+// until the year 2255; the script refuses a token past it (a 503), never hands out an inexact one.
 //
 // Only this subpath knows about Redis, and it imports nothing from ioredis at run time: the
 // client is the caller's.
@@ -57,7 +58,7 @@ export interface RedisLockStoreOptions {
    * expiry as long as Redis' clock does not step back by this much or more; a longer one keeps
    * keys of idle resources longer. Default 10000.
    */
-  keep?: number
+  fenceTtl?: number
   /**
    * Prepended to the Redis keys: a resource's lease and fence are the hash
    * `<prefix>lock:{<key>}`, where the resource key is written with its control characters, `%`,
@@ -87,7 +88,7 @@ local now = time[1] * 1000000 + time[2]
 local ms = math.floor(now / 1000)
 `
 
-// KEYS[1] the resource's hash; ARGV[1] this acquisition's id, ARGV[2] the ttl, ARGV[3] keep.
+// KEYS[1] the resource's hash; ARGV[1] this acquisition's id, ARGV[2] the ttl, ARGV[3] fenceTtl.
 // Answers the fencing token, or 0 while another's lease has not ended. Numbers are written with
 // %.0f: whole, never in an exponent form.
 const ACQUIRE = new LuaScript(`${CLOCK}local lease = redis.call('hmget', KEYS[1], 'owner', 'until', 'fence')
@@ -108,9 +109,9 @@ redis.call('hset', KEYS[1], 'until', string.format('%.0f', ms + ARGV[2]))
 redis.call('pexpire', KEYS[1], ARGV[2] + ARGV[3])
 return 1`)
 
-// ARGV[1] the id, ARGV[2] keep. 1 when this id's lease was given back in time; 0 when the hash
+// ARGV[1] the id, ARGV[2] fenceTtl. 1 when this id's lease was given back in time; 0 when the hash
 // held another's, or none, or this id's had ended (its owner is cleared all the same). The fence
-// stays, for `keep` ms.
+// stays, for `fenceTtl` ms.
 const RELEASE = new LuaScript(`${CLOCK}local lease = redis.call('hmget', KEYS[1], 'owner', 'until')
 if lease[1] ~= ARGV[1] then return 0 end
 redis.call('hdel', KEYS[1], 'owner', 'until')
@@ -231,7 +232,7 @@ class RedisLease implements Lease {
     const sentAt = Date.now()
     // Until it answers, the timer watches the deadline.
     this.schedule(Math.max(this.deadline - sentAt, 0), true)
-    RENEW.run(this.store.client, [this.lockKey], [this.id, this.store.ttl, this.store.keep]).then((renewed) => {
+    RENEW.run(this.store.client, [this.lockKey], [this.id, this.store.ttl, this.store.fenceTtl]).then((renewed) => {
       if (this.released || this.lost) return
       if (renewed !== 1) {
         this.lose('a renewal found the key expired or held by another')
@@ -266,7 +267,7 @@ class RedisLease implements Lease {
     clearTimeout(this.timer)
     // The delete is written to the connection before the next local waiter's acquire, so handing
     // the local turn over at once costs that waiter no retry.
-    const deleted = RELEASE.run(this.store.client, [this.lockKey], [this.id, this.store.keep])
+    const deleted = RELEASE.run(this.store.client, [this.lockKey], [this.id, this.store.fenceTtl])
     this.local.release()
     return deleted.then((count) => {
       if (count !== 1) this.lose('at release, the key was found expired or held by another')
@@ -311,7 +312,7 @@ class Acquisition {
   private attempt (): void {
     this.sentAt = Date.now()
     this.inFlight = true
-    ACQUIRE.run(this.store.client, [this.lockKey], [this.id, this.store.ttl, this.store.keep])
+    ACQUIRE.run(this.store.client, [this.lockKey], [this.id, this.store.ttl, this.store.fenceTtl])
       .then((token) => { this.answered(token) }, (error: unknown) => {
         this.inFlight = false
         // The script may have run though its answer was lost (a timeout, a dropped connection).
@@ -364,7 +365,7 @@ export class RedisLockStore implements LockStore {
   readonly client: RedisLockClient
   readonly ttl: number
   /** How long (ms) a resource's key outlives its lease, with its fence. */
-  readonly keep: number
+  readonly fenceTtl: number
   readonly prefix: string
   readonly retryInterval: number
   /** How often (ms) a held lease is renewed: `ttl / 3`, at least 1. */
@@ -377,7 +378,7 @@ export class RedisLockStore implements LockStore {
 
   constructor (options: RedisLockStoreOptions) {
     if (typeof options !== 'object' || options === null) {
-      throw invalidOption('lockStore', 'redisLockStore needs options: { client, ttl?, keep?, prefix?, retryInterval?, onLockLost? }')
+      throw invalidOption('lockStore', 'redisLockStore needs options: { client, ttl?, fenceTtl?, prefix?, retryInterval?, onLockLost? }')
     }
     const { client, prefix, onLockLost } = options
     if (typeof client !== 'object' || client === null || typeof client.eval !== 'function' || typeof client.evalsha !== 'function') {
@@ -396,7 +397,7 @@ export class RedisLockStore implements LockStore {
     }
     this.client = client
     this.ttl = positiveInteger('ttl', options.ttl, 10_000)
-    this.keep = positiveInteger('keep', options.keep, 10_000)
+    this.fenceTtl = positiveInteger('fenceTtl', options.fenceTtl, 10_000)
     this.retryInterval = positiveInteger('retryInterval', options.retryInterval, 10)
     this.renewInterval = Math.max(Math.floor(this.ttl / 3), 1)
     this.prefix = prefix ?? 'fastify-precondition:'
@@ -420,7 +421,7 @@ export class RedisLockStore implements LockStore {
 
   /** @internal The owner-checked delete of a lease this process may hold; a failure leaves it to its ttl. */
   forget (lockKey: string, id: string): void {
-    RELEASE.run(this.client, [lockKey], [id, this.keep]).catch(ignore)
+    RELEASE.run(this.client, [lockKey], [id, this.fenceTtl]).catch(ignore)
   }
 
   /** @internal Passes a lost lease to `onLockLost`. */
