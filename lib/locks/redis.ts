@@ -20,14 +20,16 @@
 //
 // Tokens: each one is the larger of the last token + 1 and Redis' clock in microseconds (TIME).
 // While the hash lives they grow by the first rule whatever the clock does. A hash made again
-// after its expiry starts from the clock alone, above every token handed out before as long as
-// Redis' clock has not stepped back by `fenceTtl` or more since: the last token was the clock of
-// its acquisition (or a few microseconds past it, when acquisitions came faster than the clock
-// ticked), and the hash outlived that acquisition by at least `fenceTtl`. The clock is that of one
-// primary; after a failover to a replica whose clock is behind by that much, or that had not yet
-// received the last acquisitions (replication is asynchronous), a token may be handed out again,
-// as with any counter kept in Redis. Microseconds since 1970 stay below 2^53 (a safe JS integer)
-// until the year 2255; the script refuses a token past it (a 503), never hands out an inexact one.
+// after its expiry starts from the clock alone, which is then past every earlier token: the last
+// one was at most the clock of its acquisition (a few microseconds more when acquisitions came
+// faster than the clock ticked), and the hash outlived that acquisition by `fenceTtl` or more.
+// The assumption: Redis' clock never steps back by `fenceTtl` or more (a step back while the hash
+// lives leaves its tokens ahead of the clock by that step, to be made up before its expiry). It
+// is the clock of one primary; after a failover to a replica whose clock is behind by that much,
+// or that had not yet received the last acquisitions (replication is asynchronous), a token may be
+// handed out again, as with any counter kept in Redis. Microseconds since 1970 stay below 2^53 (a
+// safe JS integer) until the year 2255; the script refuses a token past it (a 503), never hands
+// out an inexact one.
 //
 // Only this subpath knows about Redis, and it imports nothing from ioredis at run time: the
 // client is the caller's.
@@ -55,7 +57,7 @@ export interface RedisLockStoreOptions {
   /**
    * How long (ms) a resource's Redis key, with the last fencing token handed out for it, is kept
    * after its lease ended (released, or expired unrenewed). Tokens keep growing across the key's
-   * expiry as long as Redis' clock does not step back by this much or more; a longer one keeps
+   * expiry as long as Redis' clock never steps back by this much or more; a longer one keeps the
    * keys of idle resources longer. Default 10000.
    */
   fenceTtl?: number
