@@ -4,7 +4,7 @@
 // lib/client.ts from source and the plugin only through the example (dist/): they measure the
 // client alone. The diagnostics channels and their OpenTelemetry metrics are measured by their own
 // tests.
-const BUILT = ['exports', 'example', 'example-cas', 'redis-package', 'peer-install', 'types-consumers', 'redis-fencing']
+const BUILT = ['exports', 'example', 'example-cas', 'redis-package', 'otel-package', 'peer-install', 'types-consumers', 'redis-fencing']
 const ONLY = { client: 'lib/client.ts', observe: 'lib/observe.ts', otel: 'lib/otel.ts' }
 export default function coverageMap (testFile) {
   const name = testFile.replace(/^.*\//, '').replace(/\.test\.ts$/, '')
