@@ -415,7 +415,8 @@ export class RedisLockStore implements LockStore {
    * The Redis key of a resource: a hash with its lease and last fencing token. The resource key,
    * encoded, is its hash tag `{…}` (its `{` and `}` are encoded, so the tag is the whole of it),
    * which keeps a resource's key in the slot of that resource on Redis Cluster whatever the prefix
-   * (unless the prefix holds a tag of its own, which then decides the slot).
+   * (unless the prefix holds a tag of its own, which then decides the slot). An empty resource key
+   * makes an empty tag, which Redis ignores: the whole name is hashed, still one slot for one key.
    */
   lockKey (key: string): string {
     return `${this.prefix}lock:{${encodeResourceKey(key)}}`
