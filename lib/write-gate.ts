@@ -18,11 +18,15 @@
 //   refused by a hook never holds a resource.
 // - A client that leaves is seen from its response's 'close', on HTTP/1.1 and HTTP/2 alike, and
 //   before listening from the stream or response state, since 'close' may have fired already.
+// - Each acquisition is traced on the `fastify-precondition:lock` diagnostics channel, and each
+//   release of a lease published on `fastify-precondition:lock:release` (lib/observe.ts), when
+//   they have subscribers.
 import type { FastifyInstance, FastifyReply, FastifyRequest, RouteHandlerMethod } from 'fastify'
 import { ProblemCode } from './errors.js'
 import { evaluate, Outcome, type ConditionalHeaders, type Validators } from './evaluate.js'
 import { neverAborted } from './locks/signal.js'
 import type { Lease, LockStore } from './locks/types.js'
+import { lockReleaseChannel, publishLockRelease, traceLockAcquire } from './observe.js'
 import type { ProblemWriter } from './problem.js'
 import { checkValidators } from './validators.js'
 
@@ -120,6 +124,8 @@ export class WriteGate {
   /** The store reported the lease lost. */
   lost = false
   lease: Lease | null = null
+  /** When the lease arrived (performance.now()), if its release is to be published; else -1. */
+  acquiredAt = -1
   readonly instance: FastifyInstance
   readonly request: FastifyRequest
   readonly reply: FastifyReply
@@ -137,6 +143,7 @@ export class WriteGate {
   /** The store handed over the lease. Returns what the handler returned, if it ran. */
   acquired (lease: Lease): unknown {
     this.lease = lease
+    if (lockReleaseChannel.hasSubscribers) this.acquiredAt = performance.now()
     // Reports a loss found later, during the handler or at release, through the request's logger:
     // by `onLost` where the store has it (its signal is then made only if the handler reads it),
     // else by listening on the signal. (A store written before leases had signals hands none.)
@@ -179,8 +186,14 @@ export class WriteGate {
     this.state = GateState.RELEASED
     if (this.closed) return undefined
     const request = this.request
-    const code = (error as { code?: unknown } | null)?.code === ProblemCode.LOCK_TIMEOUT ? ProblemCode.LOCK_TIMEOUT : ProblemCode.LOCK_UNAVAILABLE
-    if (code === ProblemCode.LOCK_UNAVAILABLE) request.log.error({ err: error, key: this.key }, 'fastify-precondition: lock store failed; answering 503')
+    const timeout = (error as { code?: unknown } | null)?.code === ProblemCode.LOCK_TIMEOUT
+    const code = timeout ? ProblemCode.LOCK_TIMEOUT : ProblemCode.LOCK_UNAVAILABLE
+    // Once per 503, at warn and without a stack: a busy resource or a store that is down is the
+    // state of the service, not a bug, and a stack per refused write would flood the log.
+    request.log.warn({ code, key: this.key, route: this.gate.route, reason: error instanceof Error ? error.message : String(error) },
+      timeout
+        ? 'fastify-precondition: the lock on this resource stayed held past lockTimeout; answering 503'
+        : 'fastify-precondition: the lock store failed; answering 503')
     this.gate.problems.sendLockProblem(this.reply, code, request.url)
     return this.reply
   }
@@ -206,8 +219,10 @@ export class WriteGate {
   /** The gate: the handler runs only from CHECKING, with the client there and the lease held. */
   private enter (): unknown {
     const lease = this.lease as Lease
-    // (Not CHECKING or the client gone already ended in RELEASED before here.)
-    if (this.lost || (typeof lease.onLost !== 'function' && lease.signal?.aborted === true)) {
+    // (Not CHECKING or the client gone already ended in RELEASED before here.) A signal that
+    // aborted before the gate listened never told it: it is reported here.
+    if (!this.lost && typeof lease.onLost !== 'function' && lease.signal?.aborted === true) this.leaseLost(lease.signal.reason as Error)
+    if (this.lost) {
       this.release()
       this.gate.problems.sendLockProblem(this.reply, ProblemCode.LOCK_UNAVAILABLE, this.request.url)
       return this.reply
@@ -268,12 +283,28 @@ export class WriteGate {
     const lease = this.lease
     if (lease === null) return
     this.lease = null
+    // Published once the store has taken the lease back, so that a loss found at release counts.
+    const heldMs = this.acquiredAt < 0 ? -1 : performance.now() - this.acquiredAt
+    let released
     try {
-      const released = lease.release()
-      if (isThenable(released)) released.then(undefined, (error: unknown) => this.releaseFailed(error))
+      released = lease.release()
     } catch (error) {
       this.releaseFailed(error)
     }
+    if (!isThenable(released)) {
+      if (heldMs >= 0) this.publishRelease(lease, heldMs)
+    } else if (heldMs < 0) {
+      released.then(undefined, (error: unknown) => this.releaseFailed(error))
+    } else {
+      released.then(() => this.publishRelease(lease, heldMs), (error: unknown) => {
+        this.releaseFailed(error)
+        this.publishRelease(lease, heldMs)
+      })
+    }
+  }
+
+  private publishRelease (lease: Lease, heldMs: number): void {
+    publishLockRelease(this.request, this.key, lease.token, heldMs, this.lost)
   }
 
   private releaseFailed (error: unknown): void {
@@ -315,7 +346,7 @@ export function gateHandler (gate: RouteGate, isSafe: (method: string) => boolea
     raw.on('close', onResponseClose)
     let lease: Lease | Promise<Lease>
     try {
-      lease = store.acquire(write.key, lockTimeout)
+      lease = traceLockAcquire(store, request, write.key, lockTimeout)
     } catch (error) {
       return write.failed(error)
     }

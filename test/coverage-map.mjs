@@ -2,9 +2,10 @@
 // (dist/, the examples) map back onto the same sources through source maps and would count
 // compiled copies of each function twice, so they run without coverage. The client tests load
 // lib/client.ts from source and the plugin only through the example (dist/): they measure the
-// client alone.
-const BUILT = ['exports', 'example', 'example-cas', 'redis-package', 'idempotency-postgres-package', 'peer-install', 'types-consumers', 'redis-fencing']
-const ONLY = { client: 'lib/client.ts' }
+// client alone. The diagnostics channels and their OpenTelemetry metrics are measured by their own
+// tests.
+const BUILT = ['exports', 'example', 'example-cas', 'redis-package', 'idempotency-postgres-package', 'otel-package', 'peer-install', 'types-consumers', 'redis-fencing']
+const ONLY = { client: 'lib/client.ts', observe: 'lib/observe.ts', otel: 'lib/otel.ts' }
 export default function coverageMap (testFile) {
   const name = testFile.replace(/^.*\//, '').replace(/\.test\.ts$/, '')
   if (BUILT.includes(name)) return null

@@ -39,9 +39,9 @@ test('redisLockStore works with ioredis 5 and ioredis 6', { skip }, async (t) =>
       const store = redisLockStore({ client, prefix: `v${major}:` })
 
       const lease = await store.acquire('/items/1', 1000)
-      t.equal(await client.exists(`v${major}:lock:{/items/1}`), 1, 'the lease is a key in Redis')
+      t.equal(await client.hget(`v${major}:lock:{/items/1}`, 'fence'), String(lease.token), 'the lease is a key in Redis')
       await lease.release()
-      t.equal(await client.exists(`v${major}:lock:{/items/1}`), 0, 'released')
+      t.equal(await client.hexists(`v${major}:lock:{/items/1}`, 'owner'), 0, 'released')
 
       let current = 1
       const app = Fastify()

@@ -5,7 +5,8 @@ import { Redis, type RedisOptions } from 'ioredis'
 import { test, type Test } from 'tap'
 import { LockLostError } from '../lib/errors.js'
 import fastifyPrecondition, { LockTimeoutError, LockUnavailableError, ProblemCode, type Lease } from '../lib/index.js'
-import redisLockStoreDefault, { redisLockStore, RedisLockStore, type RedisLockClient } from '../lib/locks/redis.js'
+import redisLockStoreDefault, { encodeResourceKey, redisLockStore, RedisLockStore, SCRIPT_SHAS, type RedisLockClient } from '../lib/locks/redis.js'
+import { routeKey } from '../lib/resource-key.js'
 import { send, sleep } from './helpers/http.js'
 import { hasRedisServer, REDIS_MISSING, RedisServer } from './helpers/redis-server.js'
 
@@ -51,6 +52,7 @@ test('redis lock store', { skip }, async (t) => {
       ['client without commands', { client: {} }, /client must be an ioredis client/],
       ['ttl zero', { client, ttl: 0 }, /ttl must be a positive whole number/],
       ['ttl fractional', { client, ttl: 1.5 }, /ttl must be a positive whole number/],
+      ['fenceTtl zero', { client, fenceTtl: 0 }, /fenceTtl must be a positive whole number/],
       ['retryInterval a string', { client, retryInterval: '10' }, /retryInterval must be/],
       ['prefix a number', { client, prefix: 1 }, /prefix must be a string/],
       ['prefix with an unclosed brace', { client, prefix: 'app{' }, /unclosed '\{'/],
@@ -62,29 +64,38 @@ test('redis lock store', { skip }, async (t) => {
     }
     const store = redisLockStoreDefault({ client })
     t.ok(store instanceof RedisLockStore, 'the default export is the factory')
-    t.match(store, { ttl: 10_000, retryInterval: 10, renewInterval: 3333, prefix: 'fastify-precondition:' })
+    t.match(store, { ttl: 10_000, fenceTtl: 10_000, retryInterval: 10, renewInterval: 3333, prefix: 'fastify-precondition:' })
     t.equal(redisLockStore({ client, prefix: '{app}:' }).prefix, '{app}:', 'a prefix that is a whole hash tag is fine')
     t.equal(redisLockStore({ client, ttl: 2 }).renewInterval, 1, 'renewed at least every millisecond')
   })
 
-  t.test('a lease is a Redis key with a ttl while held, gone once released', async (t) => {
+  t.test('a lease is a Redis hash with a ttl while held; its fence stays fenceTtl ms after the release', async (t) => {
     const client = connect()
-    const store = redisLockStore({ client, ttl: 5000, prefix: 'test-a:' })
+    const store = redisLockStore({ client, ttl: 5000, fenceTtl: 3000, prefix: 'test-a:' })
+    const [seconds, micros] = await client.time()
+    const before = Number(seconds) * 1e6 + Number(micros)
     const lease = await store.acquire('/items/1', 1000)
-    const pttl = await client.pttl('test-a:lock:{/items/1}')
-    t.ok(pttl > 0 && pttl <= 5000, `held with a ttl (${pttl} ms)`)
+    const key = 'test-a:lock:{/items/1}'
+    const pttl = await client.pttl(key)
+    t.ok(pttl > 5000 && pttl <= 8000, `held with a ttl of the lease and fenceTtl (${pttl} ms)`)
     t.equal(store.size, 1)
-    t.equal(lease.token, 1, 'the first token of a key is 1')
+    t.ok(lease.token > before && lease.token < before + 1e6, 'the first token of a key is Redis\' clock in microseconds')
+    t.ok(Number.isSafeInteger(lease.token))
     t.equal(lease.signal.aborted, false)
-    t.equal(await client.get('test-a:fence:{/items/1}'), '1', 'the fence counter holds the last token')
-    t.equal(await client.pttl('test-a:fence:{/items/1}'), -1, 'and never expires')
+    const hash = await client.hgetall(key)
+    t.same(Object.keys(hash).sort(), ['fence', 'owner', 'until'])
+    t.equal(hash.fence, String(lease.token), 'the fence holds the last token, in whole digits')
+    t.match(hash.until, /^\d+$/)
+    t.ok(Math.abs(Number(hash.until) - (lease.token / 1000 + 5000)) < 2, 'the lease ends a ttl after it was taken, on Redis\' clock')
     await lease.release()
-    t.equal(await client.exists('test-a:lock:{/items/1}'), 0)
+    t.same(await client.hgetall(key), { fence: String(lease.token) }, 'released: only the fence is left')
+    const kept = await client.pttl(key)
+    t.ok(kept > 0 && kept <= 3000, `for fenceTtl (${kept} ms)`)
     t.equal(store.size, 0)
     t.equal(lease.signal.aborted, false, 'a lease released in time is not lost')
   })
 
-  t.test('tokens grow with every acquisition of a key, each key counting for itself', async (t) => {
+  t.test('tokens grow with every acquisition of a key, whichever process takes it', async (t) => {
     const client = connect()
     const one = redisLockStore({ client, prefix: 'test-j:' })
     const two = redisLockStore({ client: connect(), prefix: 'test-j:' })
@@ -96,14 +107,48 @@ test('redis lock store', { skip }, async (t) => {
         await lease.release()
       }
     }
-    t.same(tokens, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10], 'strictly increasing, whichever store took it')
+    t.ok(tokens.every((token, index) => index === 0 || token > tokens[index - 1]), `strictly increasing: ${tokens.join(' ')}`)
     const other = await one.acquire('other', 1000)
-    t.equal(other.token, 1, 'another key has its own counter')
+    t.ok(other.token > 0, 'another key has its own fence')
     await other.release()
-    await client.set('test-j:fence:{big}', String(Number.MAX_SAFE_INTEGER - 1))
+    // A fence ahead of the clock (as after a step back of Redis' clock): the next token is fence + 1.
+    await client.hset('test-j:lock:{ahead}', 'fence', String(tokens[9] + 5e9))
+    const ahead = await one.acquire('ahead', 1000)
+    t.equal(ahead.token, tokens[9] + 5e9 + 1, 'never below the last token')
+    await ahead.release()
+    await client.hset('test-j:lock:{big}', 'fence', String(Number.MAX_SAFE_INTEGER - 1))
     const big = await two.acquire('big', 1000)
     t.equal(big.token, Number.MAX_SAFE_INTEGER, 'a number, exact up to the largest safe integer')
     await big.release()
+    const past = await settle(two.acquire('big', 1000))
+    t.ok(past.error instanceof LockUnavailableError, 'and refused past it: a 503, never an inexact token')
+    t.match(past.error?.message, /2\^53 - 1/)
+    t.equal(await client.hexists('test-j:lock:{big}', 'owner'), 0, 'nothing taken')
+  })
+
+  t.test('a resource key is printable in Redis, distinct, and the hash tag of its key', async (t) => {
+    const cases: Array<[string, string]> = [
+      ['/items/:id\nid=1:7', '/items/:id%0Aid=1:7'],
+      ['100%', '100%25'],
+      ['{a}b}', '%7Ba%7Db%7D'],
+      ['\u0000\u001f\u007f\u0085 \u00a0é', '%00%1F%7F%85 \u00a0é'],
+      ['\ud800x\udfff', '%uD800x%uDFFF'],
+      ['\ud83d\ude00', '\ud83d\ude00'],
+      ['', '']
+    ]
+    for (const [key, encoded] of cases) t.equal(encodeResourceKey(key), encoded, JSON.stringify(key))
+    t.not(encodeResourceKey('a%0Ab'), encodeResourceKey('a\nb'), 'an encoded-looking key is not the key it looks like')
+    const client = connect()
+    const store = redisLockStore({ client, prefix: 'test-p:' })
+    const key = routeKey('/items/:id')({ params: { id: 'x}\ny' } } as never)
+    t.equal(key, '/items/:id\nid=4:x}\ny', 'the resource key in JS is unchanged')
+    const lease = await store.acquire(key, 1000)
+    const keys = await client.keys('test-p:*')
+    t.same(keys, ['test-p:lock:{/items/:id%0Aid=4:x%7D%0Ay}'])
+    t.match(keys[0], /^[\x20-\x7e]+$/, 'printable')
+    t.equal(keys[0].indexOf('{'), keys[0].lastIndexOf('{'), 'one {')
+    t.equal(keys[0].indexOf('}'), keys[0].length - 1, 'and one }, at the end: the tag is the whole resource key')
+    await lease.release()
   })
 
   t.test('another process waits for the key, and gives up with LockTimeoutError', async (t) => {
@@ -167,14 +212,14 @@ test('redis lock store', { skip }, async (t) => {
     await client.del('test-e:lock:{k}') // as if the lease had expired
     const fresh = await other.acquire('k', 1000)
     t.ok(fresh.token > stale.token, 'the new owner has the larger token')
-    const owner = await client.get('test-e:lock:{k}')
+    const owner = await client.hget('test-e:lock:{k}', 'owner')
     await stale.release()
-    t.equal(await client.get('test-e:lock:{k}'), owner, 'the stale lease did not delete the new owner\'s key')
+    t.equal(await client.hget('test-e:lock:{k}', 'owner'), owner, 'the stale lease did not release the new owner\'s')
     const lease2 = await store.acquire('j', 1000)
-    await client.set('test-e:lock:{j}', 'someone else')
+    await client.hset('test-e:lock:{j}', 'owner', 'someone else')
     await until('the loss to be noticed', () => lost.length === 2)
     await lease2.release()
-    t.equal(await client.get('test-e:lock:{j}'), 'someone else')
+    t.equal(await client.hget('test-e:lock:{j}', 'owner'), 'someone else')
     await fresh.release()
     t.same(lost, [
       `k: The lease on "k" was lost: ${LOST_AT_RELEASE}`,
@@ -241,7 +286,7 @@ test('redis lock store', { skip }, async (t) => {
     const other = redisLockStore({ client: connect(), ttl: 30_000, prefix: 'test-m:' })
     await (await store.acquire('warm-up', 1000)).release() // so Redis has the scripts cached
     const sleeper = connect()
-    const fence = Number(await sleeper.get('test-m:fence:{k}') ?? 0)
+    t.equal(await sleeper.exists('test-m:lock:{k}'), 0)
     const asleep = sleeper.call('DEBUG', 'SLEEP', '1.5')
     await sleep(100)
     const failed = await settle(store.acquire('k', 5000))
@@ -250,10 +295,12 @@ test('redis lock store', { skip }, async (t) => {
     t.equal(store.size, 0)
     await asleep
     await sleeper.ping()
+    const [owner, fence] = await sleeper.hmget('test-m:lock:{k}', 'owner', 'fence')
+    t.ok(fence !== null && owner === null, 'the timed-out acquire did run when Redis woke, and was given back after it')
     const started = Date.now()
     const lease = await other.acquire('k', 1000)
     t.ok(Date.now() - started < 1000, `taken at once after Redis woke (${Date.now() - started} ms), not after the 30 s ttl`)
-    t.equal(lease.token, fence + 2, 'the timed-out acquire did run when Redis woke, and its key was deleted after it')
+    t.ok(lease.token > Number(fence), 'with a larger token')
     await lease.release()
   })
 
@@ -274,18 +321,19 @@ test('redis lock store', { skip }, async (t) => {
     await lease.release()
   })
 
-  t.test('an acquire script that fails after its SET ran leaves no lock behind', async (t) => {
+  t.test('a key Redis cannot read as a lease: 503, the key untouched', async (t) => {
     const client = connect()
     const store = redisLockStore({ client, ttl: 30_000, prefix: 'test-o:' })
-    await client.set('test-o:fence:{k}', 'not a number') // INCR fails after SET NX took the key
+    await client.set('test-o:lock:{k}', 'not a hash')
     const failed = await settle(store.acquire('k', 1000))
     t.ok(failed.error instanceof LockUnavailableError)
-    t.match(failed.error?.message, /not an integer/)
-    await client.ping() // after the owner-checked delete, on the same connection
-    t.equal(await client.exists('test-o:lock:{k}'), 0, 'the key it set was deleted')
-    await client.set('test-o:fence:{k}', '41')
+    t.match(failed.error?.message, /WRONGTYPE/)
+    await client.ping() // after the owner-checked release, on the same connection
+    t.equal(await client.get('test-o:lock:{k}'), 'not a hash')
+    t.equal(store.size, 0)
+    await client.del('test-o:lock:{k}')
     const lease = await store.acquire('k', 1000)
-    t.equal(lease.token, 42)
+    t.ok(lease.token > 0)
     await lease.release()
   })
 
@@ -306,7 +354,7 @@ test('redis lock store', { skip }, async (t) => {
     t.ok(Date.now() - started < 1000, 'at once, not after the 5 s wait')
     t.ok((await settle(store.acquire('x', 100))).error instanceof LockUnavailableError)
     await held.release()
-    t.equal(await client.exists('test-g:lock:{k}'), 0)
+    t.equal(await client.hexists('test-g:lock:{k}', 'owner'), 0)
   })
 
   t.test('Redis unreachable: 503 at once, never a write; service resumes when it is back', async (t) => {
@@ -386,16 +434,65 @@ test('redis lock store', { skip }, async (t) => {
     t.same(statuses, { 200: 1, 412: 49 })
     t.equal(store.size, 0)
   })
+  t.test('1,000 writes to resources that do not exist, then leases left to expire: no key outlives them by more than fenceTtl', async (t) => {
+    const ttl = 400
+    const fenceTtl = 300
+    const client = connect()
+    const store = redisLockStore({ client, ttl, fenceTtl, prefix: 'test-q:' })
+    const app = Fastify()
+    await app.register(fastifyPrecondition, { lockStore: store })
+    app.put('/items/:id', { concurrency: { require: 'if-match', validators: () => null } }, async () => 'never')
+    t.teardown(() => app.close())
+    const before = await store.acquire('/items/:id\nid=6:before', 1000)
+    await before.release()
+    const statuses: Record<number, number> = {}
+    for (let batch = 0; batch < 10; batch++) {
+      const answers = await Promise.all(Array.from({ length: 100 }, (_, n) => app.inject({
+        method: 'PUT', url: `/items/${batch * 100 + n}-${Math.random().toString(36).slice(2)}`, headers: { 'if-match': '"x"' }, payload: {}
+      })))
+      for (const { statusCode } of answers) statuses[statusCode] = (statuses[statusCode] ?? 0) + 1
+    }
+    t.same(statuses, { 412: 1000 }, 'each a 412: the resource does not exist')
+    const left = await scanKeys(client, 'test-q:*')
+    t.ok(left.length > 0, `keys of the recent ones are still there (${left.length})`)
+    t.ok(left.every((key) => /^test-q:lock:\{\/items\/:id%0Aid=\d+:[\w-]+\}$/.test(key)), 'printable, one per resource')
+    // Leases nobody gives back: their process lost Redis while it held them.
+    const lost = connect()
+    const abandoned = redisLockStore({ client: lost, ttl, fenceTtl, prefix: 'test-q:' })
+    for (let n = 0; n < 20; n++) await abandoned.acquire(`held-${n}`, 1000)
+    lost.disconnect()
+    const started = Date.now()
+    let keys = await scanKeys(client, 'test-q:*')
+    while (keys.length > 0 && Date.now() - started < 5000) {
+      await sleep(50)
+      keys = await scanKeys(client, 'test-q:*')
+    }
+    t.same(keys, [], `no key with the prefix is left ${Date.now() - started} ms after the last lease was taken (ttl ${ttl} + fenceTtl ${fenceTtl} ms)`)
+    const after = await store.acquire('/items/:id\nid=6:before', 1000)
+    t.ok(after.token > before.token, `the resource's token grew across the expiry of its key (${before.token} → ${after.token})`)
+    await after.release()
+  })
 })
+
+async function scanKeys (client: Redis, pattern: string): Promise<string[]> {
+  const keys: string[] = []
+  let cursor = '0'
+  do {
+    const [next, batch] = await client.scan(cursor, 'MATCH', pattern, 'COUNT', 1000)
+    keys.push(...batch)
+    cursor = next
+  } while (cursor !== '0')
+  return keys
+}
 
 // States a live server cannot be held in on demand: a command that never answers, or fails.
 type ScriptName = 'acquire' | 'renew' | 'release'
 type Handler = (...args: unknown[]) => Promise<unknown>
 
+const SCRIPTS = new Map(Object.entries(SCRIPT_SHAS).map(([name, sha]) => [sha, name as ScriptName]))
+
 function scriptName (args: unknown[]): ScriptName {
-  // EVALSHA sha numkeys ...keys ...args: acquire has two keys; renew sends a ttl, release does not.
-  if (args[1] === 2) return 'acquire'
-  return args.length === 5 ? 'renew' : 'release'
+  return SCRIPTS.get(args[0] as string)!
 }
 
 function fakeClient (t: Test, overrides: Partial<Record<ScriptName, Handler>> & { status?: string }): RedisLockClient & { calls: ScriptName[] } {

@@ -2,9 +2,11 @@
 // synchronously, later from a callback, or through a hijacked reply; leases that are lost before
 // or during the handler; stores of the older shape; clients that leave while waiting or while
 // validators fail. Each ends with the resource's lock given back.
+import { subscribe, tracingChannel, unsubscribe } from 'node:diagnostics_channel'
 import Fastify, { type FastifyReply, type FastifyRequest, type RouteOptions } from 'fastify'
 import { test } from 'tap'
-import fastifyPrecondition, { LockLostError, MemoryLockStore, type Lease, type LeaseLossListener, type LockStore } from '../lib/index.js'
+import fastifyPrecondition, { LockLostError, LockTimeoutError, LockUnavailableError, MemoryLockStore, type Lease, type LeaseLossListener, type LockStore } from '../lib/index.js'
+import type { LockAcquireContext, LockReleaseMessage } from '../lib/observe.js'
 import { kGate } from '../lib/write-gate.js'
 import { partialRequest, send, sleep } from './helpers/http.js'
 
@@ -153,6 +155,9 @@ test('a lease lost before the handler: 503, the handler never runs; lost during 
       t.equal(res.statusCode, 503, 'before: 503')
       t.equal(res.json().code, 'FST_PRECONDITION_LOCK_UNAVAILABLE')
       t.equal(ran, 0, 'before: the handler did not run')
+      const lost = lines.filter((line) => line.code === 'FST_PRECONDITION_LOCK_LOST')
+      t.equal(lost.length, 1, 'before: a signal aborted before the gate listened is logged, once')
+      t.match(lost[0], { level: 50, key: '/items/:id\nid=1:1', err: { message: /deleted while validators ran/ } })
     } else {
       t.equal(res.statusCode, 200, `${when}: the handler ran`)
       t.equal(res.json().token, 1)
@@ -391,4 +396,152 @@ test('a store that reports losses through onLost: 503 before the handler, logged
     t.equal(signalReads, 0, `${when}: the signal was never made`)
     t.ok(lines.some((line) => line.code === 'FST_PRECONDITION_LOCK_LOST'), `${when}: logged`)
   }
+})
+
+/** The lock's tracing events and release messages while `run` runs. */
+function observeLocks () {
+  const events: Array<{ name: string, key: string, token?: number, error?: unknown }> = []
+  const releases: LockReleaseMessage[] = []
+  const record = (name: string) => (context: LockAcquireContext) => {
+    events.push({ name, key: context.key, token: context.result?.token, ...(context.error === undefined ? {} : { error: context.error }) })
+  }
+  const handlers = { start: record('start'), end: record('end'), asyncStart: record('asyncStart'), asyncEnd: record('asyncEnd'), error: record('error') }
+  const lock = tracingChannel<unknown, LockAcquireContext>('fastify-precondition:lock')
+  const onRelease = (message: unknown) => { releases.push(message as LockReleaseMessage) }
+  lock.subscribe(handlers)
+  subscribe('fastify-precondition:lock:release', onRelease)
+  return {
+    events,
+    releases,
+    stop () {
+      lock.unsubscribe(handlers)
+      unsubscribe('fastify-precondition:lock:release', onRelease)
+    }
+  }
+}
+
+test('each lock acquisition is traced and each release published, with how long the lease was held', async (t) => {
+  const observed = observeLocks()
+  t.teardown(observed.stop)
+  const app = Fastify()
+  await app.register(fastifyPrecondition)
+  app.put('/items/:id', { concurrency: { lock: true } }, async (request) => {
+    await sleep(30)
+    return { token: request.lock!.token }
+  })
+  const [first, second] = await Promise.all([1, 2].map(() => app.inject({ method: 'PUT', url: '/items/1' })))
+  const key = '/items/:id\nid=1:1'
+  t.same(observed.events.map(({ name, key }) => [name, key]), [
+    ['start', key], ['end', key], // the first write: a lease at once
+    ['start', key], ['end', key], // the second one waits for it
+    ['asyncStart', key], ['asyncEnd', key]
+  ])
+  t.equal(observed.events[1].token, first.json().token, 'end carries the lease')
+  t.equal(observed.events[5].token, second.json().token, 'asyncEnd carries the lease that came later')
+  t.equal(observed.releases.length, 2)
+  for (const [index, release] of observed.releases.entries()) {
+    t.match(release, { key, token: [first, second][index].json().token, lost: false }, `release ${index + 1}`)
+    t.ok(release.heldMs >= 25 && release.heldMs < 1000, `held about as long as the handler ran (${release.heldMs.toFixed(1)} ms)`)
+    t.equal(typeof release.request.id, 'string', 'with the request')
+  }
+  t.equal(observed.releases[0].request.lock, observed.releases[0].request.lock, 'the request that held it')
+  await app.close()
+})
+
+test('a release says whether the lease was lost, also when the loss was found at release or the release failed', async (t) => {
+  const observed = observeLocks()
+  t.teardown(observed.stop)
+  const { logger } = logLines()
+  const app = Fastify({ logger })
+  let mode = ''
+  const store: LockStore = {
+    acquire (key): Lease {
+      let listener: LeaseLossListener | undefined
+      return {
+        token: 1,
+        signal: new AbortController().signal,
+        onLost (given) { listener = given },
+        release () {
+          if (mode === 'lost at release') return Promise.resolve().then(() => listener!.leaseLost(new LockLostError(key, 'found at release')))
+          if (mode === 'release rejects') return Promise.reject(new Error('connection closed'))
+          if (mode === 'release throws') throw new Error('broken')
+        }
+      }
+    }
+  }
+  await app.register(fastifyPrecondition, { lockStore: store })
+  app.put('/x', { concurrency: { lock: true } }, async () => 'ok')
+  for (mode of ['plain', 'lost at release', 'release rejects', 'release throws']) {
+    t.equal((await app.inject({ method: 'PUT', url: '/x' })).statusCode, 200, mode)
+    await sleep(5)
+  }
+  t.same(observed.releases.map(({ lost }) => lost), [false, true, false, false], 'lost only where the store said so')
+  await app.close()
+})
+
+test('a lease that arrived before anyone listened: its release is not published', async (t) => {
+  const app = Fastify()
+  await app.register(fastifyPrecondition)
+  let observed: ReturnType<typeof observeLocks> | undefined
+  app.put('/x', { concurrency: { lock: true } }, async () => {
+    observed = observeLocks()
+    return 'ok'
+  })
+  t.equal((await app.inject({ method: 'PUT', url: '/x' })).statusCode, 200)
+  t.teardown(() => observed?.stop())
+  t.same(observed!.releases, [], 'no heldMs to give')
+  await app.close()
+})
+
+test('a 503 for a lock timeout or an unavailable store: one warn line without a stack, and the error traced', async (t) => {
+  const observed = observeLocks()
+  t.teardown(observed.stop)
+  const { lines, logger } = logLines()
+  const app = Fastify({ logger })
+  const memory = new MemoryLockStore()
+  let failure: 'none' | 'rejects' | 'throws' | 'not an error' = 'none'
+  const down = new LockUnavailableError('the Redis connection is reconnecting')
+  const store: LockStore = {
+    acquire (key, timeout) {
+      if (failure === 'rejects') return Promise.reject(down)
+      if (failure === 'throws') throw new Error('not connected')
+      if (failure === 'not an error') return Promise.reject('gone') // eslint-disable-line prefer-promise-reject-errors
+      return memory.acquire(key, timeout)
+    }
+  }
+  await app.register(fastifyPrecondition, { lockStore: store, lockTimeout: 30 })
+  app.put('/items/:id', { concurrency: { lock: true } }, async () => {
+    await sleep(100)
+    return 'ok'
+  })
+  const [held, timedOut] = await Promise.all([
+    app.inject({ method: 'PUT', url: '/items/1' }),
+    sleep(5).then(() => app.inject({ method: 'PUT', url: '/items/1' }))
+  ])
+  t.equal(held.statusCode, 200)
+  t.equal(timedOut.statusCode, 503)
+  t.equal(timedOut.json().code, 'FST_PRECONDITION_LOCK_TIMEOUT')
+  failure = 'rejects'
+  t.equal((await app.inject({ method: 'PUT', url: '/items/2' })).json().code, 'FST_PRECONDITION_LOCK_UNAVAILABLE')
+  failure = 'throws'
+  t.equal((await app.inject({ method: 'PUT', url: '/items/3' })).json().code, 'FST_PRECONDITION_LOCK_UNAVAILABLE')
+  failure = 'not an error'
+  t.equal((await app.inject({ method: 'PUT', url: '/items/4' })).json().code, 'FST_PRECONDITION_LOCK_UNAVAILABLE')
+  const logged = lines.filter((line) => String(line.msg).startsWith('fastify-precondition:'))
+  t.same(logged.map(({ level, code, key, route }) => ({ level, code, key, route })), [
+    { level: 40, code: 'FST_PRECONDITION_LOCK_TIMEOUT', key: '/items/:id\nid=1:1', route: 'PUT /items/:id' },
+    { level: 40, code: 'FST_PRECONDITION_LOCK_UNAVAILABLE', key: '/items/:id\nid=1:2', route: 'PUT /items/:id' },
+    { level: 40, code: 'FST_PRECONDITION_LOCK_UNAVAILABLE', key: '/items/:id\nid=1:3', route: 'PUT /items/:id' },
+    { level: 40, code: 'FST_PRECONDITION_LOCK_UNAVAILABLE', key: '/items/:id\nid=1:4', route: 'PUT /items/:id' }
+  ], 'once per 503, at warn')
+  t.same(logged.map(({ reason }) => reason), ['Timed out after 30 ms waiting for the lock on "/items/:id\nid=1:1"', down.message, 'not connected', 'gone'], 'with the reason')
+  t.ok(logged.every((line) => line.err === undefined && !JSON.stringify(line).includes('    at ')), 'and no error object, no stack')
+  t.match(String(logged[0].msg), /stayed held past lockTimeout/)
+  t.match(String(logged[1].msg), /lock store failed/)
+  const errors = observed.events.filter(({ name }) => name === 'error')
+  t.equal(errors.length, 4, 'each failure published on the error channel')
+  t.ok(errors[0].error instanceof LockTimeoutError)
+  t.equal(errors[1].error, down)
+  t.match(errors[2].error, { message: 'not connected' })
+  await app.close()
 })
