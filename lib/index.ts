@@ -31,6 +31,7 @@ import { appendHook } from './route-hooks.js'
 import { hasUsablePrecondition, parsePreconditions, type Preconditions } from './preconditions.js'
 import { kProblemEtag, PROBLEM_CONTENT_TYPE, ProblemWriter, type ProblemMessagesOption } from './problem.js'
 import { routeKey } from './resource-key.js'
+import { publishPrecondition } from './observe.js'
 import { documentRoute, shareProblemSchema } from './schema.js'
 import { checkValidators } from './validators.js'
 import { gateHandler, kGate, orReply, type RequestLock, type WriteGate } from './write-gate.js'
@@ -365,6 +366,7 @@ function wireRoute (routeOptions: RouteOptions, policy: Policy, state: PluginSta
         done(null, payload)
         return
       }
+      publishPrecondition(request, route, 'required')
       problems.sendRequired(reply, body, request.url)
     })
   }
@@ -453,6 +455,7 @@ function buildCheckHook (validators: NonNullable<Policy['validators']>, route: s
     const outcome = evaluate(request.method, conditionalHeaders(request), current, weakIfMatch, create)
     request[kValidators] = current
     if (outcome === Outcome.PROCEED || outcome === Outcome.IGNORE_RANGE) {
+      publishPrecondition(request, route, 'proceed')
       // §13.2.2 step 5: a failed If-Range means the whole representation, so Range goes.
       if (outcome === Outcome.IGNORE_RANGE) delete request.headers.range
       // A read's validators go on the reply now, before any onSend hook: app-wide ones such as
@@ -462,9 +465,11 @@ function buildCheckHook (validators: NonNullable<Policy['validators']>, route: s
       return
     }
     if (outcomeStatus(outcome) === 304) {
+      publishPrecondition(request, route, 'not-modified')
       reply.code(304).send()
       return
     }
+    publishPrecondition(request, route, 'failed')
     problems.sendFailed(reply, outcome, request.url, current?.etag as string | undefined)
   }
 

@@ -26,7 +26,7 @@ import { ProblemCode } from './errors.js'
 import { evaluate, Outcome, type ConditionalHeaders, type Validators } from './evaluate.js'
 import { neverAborted } from './locks/signal.js'
 import type { Lease, LockStore } from './locks/types.js'
-import { lockReleaseChannel, publishLockRelease, traceLockAcquire } from './observe.js'
+import { lockReleaseChannel, publishLockRelease, publishPrecondition, traceLockAcquire } from './observe.js'
 import type { ProblemWriter } from './problem.js'
 import { checkValidators } from './validators.js'
 
@@ -209,6 +209,7 @@ export class WriteGate {
       throw error
     }
     const outcome = evaluate(this.request.method, this.gate.headersOf(this.request), current, this.gate.weakIfMatch, this.gate.create)
+    publishPrecondition(this.request, this.gate.route, outcome === Outcome.PROCEED ? 'proceed' : 'failed')
     if (outcome === Outcome.PROCEED) return this.enter()
     this.release()
     const etag = current?.etag

@@ -32,6 +32,7 @@
 import type { FastifyReply, FastifyRequest, RouteOptions } from 'fastify'
 import type { Readable } from 'node:stream'
 import { IdempotencyClaimLostError, ProblemCode } from '../errors.js'
+import { publishIdempotency } from '../observe.js'
 import { isSafe } from '../policy.js'
 import type { ProblemWriter } from '../problem.js'
 import { appendHook } from '../route-hooks.js'
@@ -158,9 +159,12 @@ class Claim implements RequestIdempotency {
   nextRenewal: Claim | null = null
   readonly ttl: number
   readonly store: IdempotencyStore
+  /** The route, as the plugin names it (`POST /orders`). */
+  readonly route: string
 
-  constructor (key: string, request: FastifyRequest, reply: FastifyReply, body: BodyDigest, store: IdempotencyStore, ttl: number, ran: boolean) {
+  constructor (key: string, request: FastifyRequest, reply: FastifyReply, body: BodyDigest, store: IdempotencyStore, ttl: number, ran: boolean, route: string) {
     this.ran = ran
+    this.route = route
     this.key = key
     this.request = request
     this.reply = reply
@@ -180,6 +184,7 @@ class Claim implements RequestIdempotency {
       return false
     }
     this.state = ClaimState.RUNNING
+    publishIdempotency(this.request, this.route, 'claimed')
     // A closure, not a property on the response: Node's own objects keep their shape.
     raw.on('close', () => { this.onClose() })
     renewals.add(this)
@@ -361,6 +366,7 @@ class Claim implements RequestIdempotency {
       proceed()
     }, (stored) => {
       if (stored === false) request.log.warn({ key: this.key }, 'fastify-precondition: the Idempotency-Key lease ended before the answer was stored; a retry may run the request again')
+      else publishIdempotency(request, this.route, 'stored')
       proceed()
     })
     // While the store is pending, `proceed` is a once-only `after` that a timer also calls: a
@@ -371,6 +377,7 @@ class Claim implements RequestIdempotency {
   /** → OVER: frees the key (the answer is a 5xx or a 429, or nothing ran), then calls `after`. */
   release (after: () => void = ignore): void {
     this.over()
+    publishIdempotency(this.request, this.route, 'released')
     let proceed = after
     const pending = !call(() => this.store.release(this.storeKey, this.token), (error) => {
       this.request.log.warn({ err: error, key: this.key }, 'fastify-precondition: releasing an Idempotency-Key failed; it frees at the end of its lease')
@@ -411,6 +418,7 @@ class Claim implements RequestIdempotency {
       throw new IdempotencyClaimLostError(this.key, 'its lease ended and another request claimed it')
     }
     this.completedInTransaction = true
+    publishIdempotency(this.request, this.route, 'stored')
     // The record is this transaction's now: a renewal through the pool would wait on its row.
     this.stopRenewal()
   }
@@ -555,6 +563,7 @@ export function wireIdempotencyKey (routeOptions: RouteOptions, policy: Idempote
   const { store, problems } = state
   const { required, ttl } = policy
   const route = routeOptions.url
+  const name = `${Array.isArray(routeOptions.method) ? routeOptions.method.join(',') : routeOptions.method} ${route}`
 
   // One preParsing hook reads the key and starts the digest: before the body is read, after every
   // onRequest hook (auth answers an unauthenticated client first, and rate limits count the 400s),
@@ -570,11 +579,13 @@ export function wireIdempotencyKey (routeOptions: RouteOptions, policy: Idempote
       // Fastify parses a body wherever there is a Content-Type, and an HTTP/2 request may carry one
       // with neither.
       const digest = new BodyDigest(payload, requestHead(request.method, route, request.url, request.headers['content-type']))
-      ;(request as IdempotentRequest)[kIdempotency] = new Claim(parsed.key, request, reply, digest, store, ttl, !between)
+      ;(request as IdempotentRequest)[kIdempotency] = new Claim(parsed.key, request, reply, digest, store, ttl, !between, name)
       done(null, payload)
     } else if (parsed.reason === 'invalid') {
+      publishIdempotency(request, name, 'invalid')
       problems.sendIdempotencyProblem(reply, ProblemCode.IDEMPOTENCY_KEY_INVALID, request.url)
     } else if (required) {
+      publishIdempotency(request, name, 'missing')
       problems.sendIdempotencyProblem(reply, ProblemCode.IDEMPOTENCY_KEY_MISSING, request.url)
     } else {
       done(null, payload)
@@ -607,6 +618,7 @@ export function wireIdempotentHandler (routeOptions: RouteOptions, policy: Idemp
   function answer (claim: Claim, request: FastifyRequest, reply: FastifyReply, result: ClaimResult): boolean {
     if (result.state === 'claimed') return claim.claimed(result.token, renewals)
     claim.state = ClaimState.REFUSED
+    publishIdempotency(request, claim.route, result.state === 'done' ? 'replayed' : result.state === 'running' ? 'in-progress' : 'mismatch')
     if (result.state === 'done') {
       const stored = result.response
       if (stored.replayable === false) {
@@ -628,6 +640,7 @@ export function wireIdempotentHandler (routeOptions: RouteOptions, policy: Idemp
 
   function unavailable (claim: Claim, request: FastifyRequest, reply: FastifyReply, error: unknown): void {
     claim.state = ClaimState.REFUSED
+    publishIdempotency(request, claim.route, 'unavailable')
     // One line a failure, without a stack: an outage would otherwise fill the log with traces.
     request.log.warn({ code: ProblemCode.IDEMPOTENCY_UNAVAILABLE, key: claim.key, reason: error instanceof Error ? error.message : String(error) },
       'fastify-precondition: the idempotency store failed; answering 503, the request was not run')
