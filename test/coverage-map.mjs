@@ -1,10 +1,10 @@
 // Coverage is measured on lib/ by the tests that load lib/ directly. Tests of the built package
-// (dist/, the examples) map back onto the same sources through source maps and would count
+// (dist/, the examples, the README and the guides) map back onto the same sources through source maps and would count
 // compiled copies of each function twice, so they run without coverage. The client tests load
 // lib/client.ts from source and the plugin only through the example (dist/): they measure the
 // client alone. The diagnostics channels and their OpenTelemetry metrics are measured by their own
 // tests.
-const BUILT = ['exports', 'example', 'example-cas', 'redis-package', 'idempotency-postgres-package', 'otel-package', 'peer-install', 'types-consumers', 'redis-fencing']
+const BUILT = ['exports', 'docs', 'readme-snippet', 'example', 'example-cas', 'redis-package', 'idempotency-postgres-package', 'otel-package', 'peer-install', 'types-consumers', 'redis-fencing']
 const ONLY = { client: 'lib/client.ts', observe: 'lib/observe.ts', otel: 'lib/otel.ts' }
 export default function coverageMap (testFile) {
   const name = testFile.replace(/^.*\//, '').replace(/\.test\.ts$/, '')
