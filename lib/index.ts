@@ -40,7 +40,7 @@ export { strongEtag } from './etag.js'
 export { evaluate, Outcome, outcomeStatus, outcomeHeader, type Validators, type ConditionalHeaders } from './evaluate.js'
 export { parseEntityTags, strongCompare, weakCompare, type EntityTagCondition } from './entity-tag.js'
 export { parseHttpDate, formatHttpDate } from './http-date.js'
-export { ProblemDetailsSchema, PROBLEM_CONTENT_TYPE, defaultMessages, type ProblemDetails, type ProblemMessages, type ProblemMessagesOption } from './problem.js'
+export { ProblemDetailsSchema, PROBLEM_CONTENT_TYPE, PreconditionProblemError, defaultMessages, type ProblemDetails, type ProblemMessages, type ProblemMessagesOption } from './problem.js'
 export { LockLostError, LockTimeoutError, LockUnavailableError, ProblemCode } from './errors.js'
 export { MemoryLockStore } from './locks/memory.js'
 export type { Lease, LeaseLossListener, LockStore } from './locks/types.js'
@@ -63,6 +63,13 @@ export interface FastifyPreconditionOptions {
   retryAfter?: number
   /** Whether a 412 reveals the current ETag (header and `etag` member). Default true. */
   exposeEtag?: boolean
+  /**
+   * How the plugin's own answers (412, 428, 503; 400, 409, 422 of Idempotency-Key) go out:
+   * `'send'` (default, the fast path) writes RFC 9457 problem+json bodies; `'error-handler'` hands
+   * Fastify's error path a `PreconditionProblemError` carrying `statusCode`, `code`, `headers` and
+   * `problem` (the body), so the app's `setErrorHandler` decides the format.
+   */
+  problems?: 'send' | 'error-handler'
   /** Base URI for problem `type`s (`https://example.com/problems/` → `…/precondition-failed`). Default: `about:blank`. */
   problemTypeBase?: string
   /** Replacement titles and details of the problem bodies, e.g. in another language. */
@@ -134,12 +141,15 @@ declare module 'fastify' {
 const kValidators = Symbol('fastify-precondition.validators')
 const kParsed = Symbol('fastify-precondition.parsed')
 const kHeaders = Symbol('fastify-precondition.headers')
+/** A write's validators were read after it. */
+const kWritten = Symbol('fastify-precondition.written')
 
 type PreconditionRequest = FastifyRequest & {
   [kValidators]: Validators | null | undefined
   [kGate]: WriteGate | null
   [kParsed]: Preconditions | null
   [kHeaders]: ConditionalHeaders | null
+  [kWritten]: boolean
 }
 
 function isThenable<T> (value: unknown): value is PromiseLike<T> {
@@ -180,7 +190,10 @@ interface PluginState {
 }
 
 function validatePluginOptions (options: FastifyPreconditionOptions): void {
-  const { lockStore, lockTimeout, retryAfter, exposeEtag, problemTypeBase, documentRoutes, idempotencyStore, weakIfMatch } = options
+  const { lockStore, lockTimeout, retryAfter, exposeEtag, problemTypeBase, documentRoutes, idempotencyStore, weakIfMatch, problems } = options
+  if (problems !== undefined && problems !== 'send' && problems !== 'error-handler') {
+    throw invalidOption('problems', `problems must be 'send' or 'error-handler'; got ${JSON.stringify(problems)}`)
+  }
   if (weakIfMatch !== undefined && typeof weakIfMatch !== 'boolean') {
     throw invalidOption('weakIfMatch', `weakIfMatch must be a boolean; got ${JSON.stringify(weakIfMatch)}`)
   }
@@ -234,6 +247,7 @@ const plugin: FastifyPluginAsync<FastifyPreconditionOptions> = async function fa
   fastify.decorateReply(kProblemEtag as unknown as string, null)
   fastify.decorateRequest(kParsed as unknown as string, null)
   fastify.decorateRequest(kHeaders as unknown as string, null)
+  fastify.decorateRequest(kWritten as unknown as string, false)
   fastify.decorateRequest('preconditions', {
     getter (this: FastifyRequest): Preconditions {
       const request = this as PreconditionRequest
@@ -370,7 +384,10 @@ function wireRoute (routeOptions: RouteOptions, policy: Policy, state: PluginSta
       problems.sendRequired(reply, body, request.url)
     })
   }
-  if (!onSendDone) appendHook(routeOptions, 'onSend', buildOnSend(policy, route))
+  const writes = policy.validators !== null && !methods.every(isSafe)
+  const afterWrite = writes ? buildAfterWrite(policy.validators as NonNullable<Policy['validators']>, route) : null
+  if (afterWrite !== null) appendHook(routeOptions, 'preSerialization', buildWriteValidators(afterWrite))
+  if (!onSendDone) appendHook(routeOptions, 'onSend', buildOnSend(policy, route, afterWrite))
   if (policy.validators === null && !policy.lock) return
 
   if ((routeOptions.schema as { headers?: unknown } | undefined)?.headers !== undefined) {
@@ -541,9 +558,12 @@ function handOn (request: FastifyRequest, done: (error: Error | null, payload?: 
   }
 }
 
-function buildOnSend (policy: Policy, route: string) {
-  const { validators, headers } = policy
-  function afterWrite (request: FastifyRequest, reply: FastifyReply, value: unknown): void {
+/**
+ * Reads a write's validators after it, while its lock is held, and sets the headers the reply
+ * has not set; then `proceed`. Marks the request so it happens once.
+ */
+function buildAfterWrite (validators: NonNullable<Policy['validators']>, route: string) {
+  function apply (request: FastifyRequest, reply: FastifyReply, value: unknown): void {
     try {
       // A handler that set one of the two keeps it, and gets the other.
       setValidatorHeaders(reply, checkValidators(value, route), true)
@@ -552,6 +572,53 @@ function buildOnSend (policy: Policy, route: string) {
       request.log.error({ err: error }, 'fastify-precondition: validators after the write were invalid; no ETag sent')
     }
   }
+  function failed (request: FastifyRequest, error: unknown): void {
+    request.log.warn({ err: error }, 'fastify-precondition: validators failed after the write; no ETag sent')
+  }
+  return function readAfterWrite (request: FastifyRequest, reply: FastifyReply, proceed: () => void): void {
+    (request as PreconditionRequest)[kWritten] = true
+    let current
+    try {
+      current = validators(request)
+    } catch (error) {
+      failed(request, error)
+      proceed()
+      return
+    }
+    if (!isThenable(current)) {
+      apply(request, reply, current)
+      proceed()
+      return
+    }
+    current.then((value) => { apply(request, reply, value) }, (error: unknown) => { failed(request, error) }).then(proceed)
+  }
+}
+
+/** Whether a write's answer still needs its validators: a 2xx without both of its headers, not read yet. */
+function needsWriteValidators (request: FastifyRequest, reply: FastifyReply): boolean {
+  const status = reply.statusCode
+  return status >= 200 && status < 300 && !isSafe(request.method) && !(request as PreconditionRequest)[kWritten] &&
+    !(reply.hasHeader('etag') && reply.hasHeader('last-modified'))
+}
+
+/**
+ * A write that answers with a value to serialize gets its validators in preSerialization, before
+ * any onSend hook: app-wide ones such as @fastify/etag's, which run before the route's own, then
+ * keep the resource's tag instead of hashing the body. (A string or a stream has no
+ * preSerialization stage: it gets them in onSend; `reply.setValidators` sets them earlier still.)
+ */
+function buildWriteValidators (afterWrite: ReturnType<typeof buildAfterWrite>) {
+  return function writeValidators (request: FastifyRequest, reply: FastifyReply, payload: unknown, done: (error: Error | null, payload?: unknown) => void): void {
+    if (!needsWriteValidators(request, reply)) {
+      done(null, payload)
+      return
+    }
+    afterWrite(request, reply, () => { handOn(request, done, payload) })
+  }
+}
+
+function buildOnSend (policy: Policy, route: string, afterWrite: ReturnType<typeof buildAfterWrite> | null) {
+  const { validators, headers } = policy
   return function sendValidators (request: FastifyRequest, reply: FastifyReply, payload: unknown, done: (error: Error | null, payload?: unknown) => void): void {
     const req = request as PreconditionRequest
     const gate = req[kGate]
@@ -582,22 +649,11 @@ function buildOnSend (policy: Policy, route: string) {
     }
     // A write changed the representation: its validators now are the ones to send. The lock is
     // still held, so they are this write's and nobody else's.
-    let current
-    try {
-      current = validators(request)
-    } catch (error) {
-      request.log.warn({ err: error }, 'fastify-precondition: validators failed after the write; no ETag sent')
+    if (afterWrite === null || req[kWritten]) {
       done(null, payload)
       return
     }
-    if (!isThenable(current)) {
-      afterWrite(request, reply, current)
-      done(null, payload)
-      return
-    }
-    current.then((value) => { afterWrite(request, reply, value) }, (error: unknown) => {
-      request.log.warn({ err: error }, 'fastify-precondition: validators failed after the write; no ETag sent')
-    }).then(() => { handOn(request, done, payload) })
+    afterWrite(request, reply, () => { handOn(request, done, payload) })
   }
 }
 

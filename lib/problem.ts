@@ -142,6 +142,8 @@ export interface ProblemOptions {
   messages?: ProblemMessagesOption
   exposeEtag?: boolean
   retryAfter?: number
+  /** `'send'` (default): problems go out as problem+json. `'error-handler'`: as errors, to the app's error handler. */
+  problems?: 'send' | 'error-handler'
 }
 
 /** The path part of a request URL: the problem's `instance`. */
@@ -161,6 +163,7 @@ export class ProblemWriter {
   private readonly retryAfter: string
   private readonly failedHeads: string[] = []
   private readonly failedTail: string
+  private readonly toErrorHandler: boolean
   private readonly goneHead: string
   private readonly lockHeads: Record<string, string>
   private readonly idempotencyHeads: Record<string, string> = {}
@@ -168,6 +171,7 @@ export class ProblemWriter {
   constructor (options: ProblemOptions) {
     this.messages = mergeMessages(options.messages)
     this.exposeEtag = options.exposeEtag ?? true
+    this.toErrorHandler = options.problems === 'error-handler'
     this.typeBase = options.problemTypeBase
     this.retryAfter = String(options.retryAfter ?? 1)
     for (const [outcome, key] of Object.entries(OUTCOME_DETAIL)) {
@@ -204,8 +208,7 @@ export class ProblemWriter {
   }
 
   sendRequired (reply: FastifyReply, body: [string, string], url: string): void {
-    reply.code(428).header('content-type', PROBLEM_CONTENT_TYPE)
-      .send(body[0] + JSON.stringify(requestPath(url)) + body[1])
+    this.emit(reply, 428, body[0] + JSON.stringify(requestPath(url)) + body[1], null)
   }
 
   /**
@@ -220,28 +223,71 @@ export class ProblemWriter {
     let body = head + JSON.stringify(requestPath(url)) + this.failedTail
     if (etag !== undefined && this.exposeEtag) {
       body += ',"etag":' + JSON.stringify(etag)
-      reply.header('etag', etag)
       ;(reply as FastifyReply & { [kProblemEtag]: string | null })[kProblemEtag] = etag
+      this.emit(reply, 412, body + '}', { etag })
+    } else {
+      this.emit(reply, 412, body + '}', null)
     }
-    reply.code(412).header('content-type', PROBLEM_CONTENT_TYPE).send(body + '}')
   }
 
   /** 503 with Retry-After when the resource's lock could not be taken. */
   sendLockProblem (reply: FastifyReply, code: string, url: string): void {
-    reply.code(503).header('content-type', PROBLEM_CONTENT_TYPE).header('retry-after', this.retryAfter)
-      .send(this.lockHeads[code] + JSON.stringify(requestPath(url)) + ',"code":"' + code + '"}')
+    this.emit(reply, 503, this.lockHeads[code] + JSON.stringify(requestPath(url)) + ',"code":"' + code + '"}', { 'retry-after': this.retryAfter })
   }
 
   /**
-   * 400 (key missing or malformed), 409 (its first request still runs), 422 (the key was used
-   * for another request) or 503 (the store is down). 409 and 503 carry the plugin's Retry-After.
+   * 400 (key missing or malformed), 409 (its first request still runs, or it was applied and its
+   * answer not kept), 422 (the key was used for another request) or 503 (the store is down). A
+   * 409 of a running request and a 503 carry Retry-After: `retryAfter` seconds, else the plugin's.
    */
   sendIdempotencyProblem (reply: FastifyReply, code: IdempotencyProblemCode, url: string, retryAfter?: number): void {
     const status = IDEMPOTENCY_PROBLEMS[code][0]
-    reply.code(status).header('content-type', PROBLEM_CONTENT_TYPE)
+    const body = this.idempotencyHeads[code] + JSON.stringify(requestPath(url)) + ',"code":"' + code + '"}'
     // A request that was applied is not to be retried; one in progress, when its lease ends.
-    if (code === ProblemCode.IDEMPOTENCY_KEY_IN_USE || status === 503) reply.header('retry-after', retryAfter === undefined ? this.retryAfter : String(retryAfter))
-    reply.send(this.idempotencyHeads[code] + JSON.stringify(requestPath(url)) + ',"code":"' + code + '"}')
+    const wait = code === ProblemCode.IDEMPOTENCY_KEY_IN_USE || status === 503
+    this.emit(reply, status, body, wait ? { 'retry-after': retryAfter === undefined ? this.retryAfter : String(retryAfter) } : null)
+  }
+
+  /**
+   * Sends a problem: the body as it is (`problems: 'send'`), or an error through Fastify's error
+   * path (`'error-handler'`) that carries the status, the code, these headers and the body parsed.
+   */
+  private emit (reply: FastifyReply, status: number, body: string, headers: Record<string, string> | null): void {
+    reply.code(status)
+    if (headers !== null) reply.headers(headers)
+    if (this.toErrorHandler) {
+      // Status and headers are on the reply already: an error handler that only writes a body
+      // keeps them.
+      reply.send(new PreconditionProblemError(JSON.parse(body) as ProblemDetails, headers ?? {}))
+      return
+    }
+    reply.header('content-type', PROBLEM_CONTENT_TYPE).send(body)
+  }
+}
+
+/**
+ * With the plugin option `problems: 'error-handler'`, what the plugin would answer with itself
+ * (412, 428, 503, and the Idempotency-Key's 400, 409, 422), sent to Fastify's error path, so the
+ * app's `setErrorHandler` writes it in the app's own format. The reply has its status and
+ * `headers` (ETag of a 412, Retry-After) already when the error handler runs.
+ */
+export class PreconditionProblemError extends Error {
+  /** The HTTP status. */
+  readonly statusCode: number
+  /** The plugin's code, as in `ProblemCode` (e.g. `FST_PRECONDITION_FAILED`). */
+  readonly code: string
+  /** The headers the plugin would send with it. */
+  readonly headers: Record<string, string>
+  /** The RFC 9457 body the plugin would send. */
+  readonly problem: ProblemDetails
+
+  constructor (problem: ProblemDetails, headers: Record<string, string>) {
+    super(problem.detail)
+    this.name = 'PreconditionProblemError'
+    this.statusCode = problem.status
+    this.code = problem.code
+    this.headers = headers
+    this.problem = problem
   }
 }
 

@@ -2,7 +2,7 @@
 // Idempotency-Key wiring.
 import type { RouteOptions } from 'fastify'
 
-export type RouteHookName = 'onRequest' | 'preParsing' | 'preHandler' | 'onSend'
+export type RouteHookName = 'onRequest' | 'preParsing' | 'preHandler' | 'preSerialization' | 'onSend'
 
 /**
  * Appends `hook` after the route's own hooks of that name, as a fresh array: user arrays are

@@ -343,8 +343,10 @@ function capture (write: (reply: FastifyReply) => void): ProblemDetails {
   const reply = {
     code () { return reply },
     header () { return reply },
-    send (payload: string) {
-      body = payload
+    headers () { return reply },
+    // With problems: 'error-handler' the writer sends an error that carries the body.
+    send (payload: string | { problem: ProblemDetails }) {
+      body = typeof payload === 'string' ? payload : JSON.stringify(payload.problem)
       return reply
     }
   }
