@@ -1,0 +1,315 @@
+// The claim's less common paths, over real sockets through the plugin: the handler's own
+// transaction (request.idempotency.complete), web streams, string chunks, a stream cut off or
+// larger than the store keeps, a hijack from a callback, a keyed write checked in its handler,
+// a gate that never ran the handler, a store that rejects with a non-Error; and the coding rules
+// of replays.
+import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify'
+import { request as httpRequest } from 'node:http'
+import { Readable } from 'node:stream'
+import * as zlib from 'node:zlib'
+import { test, type Test } from 'tap'
+import fastifyPrecondition, { IdempotencyClaimLostError, memoryIdempotencyStore, type FastifyPreconditionOptions, type IdempotencyStore, type TransactionClient } from '../lib/index.js'
+import { acceptsCoding, decodeForClient } from '../lib/idempotency/encoding.js'
+import { MemoryIdempotencyStore } from '../lib/idempotency/memory.js'
+import { send, sleep } from './helpers/http.js'
+
+async function start (t: Test, options: FastifyPreconditionOptions, routes: (app: FastifyInstance) => void): Promise<number> {
+  const app = Fastify()
+  await app.register(fastifyPrecondition, options)
+  routes(app)
+  await app.listen({ host: '127.0.0.1', port: 0 })
+  t.teardown(() => app.close())
+  return (app.server.address() as { port: number }).port
+}
+
+const post = (port: number, path: string, key: string, body: unknown = {}) =>
+  send(port, { method: 'POST', path, body, headers: { 'idempotency-key': key } })
+
+/** A memory store that also records answers "in a transaction": completeIn through a fake tx. */
+function transactionalStore (result: boolean | 'rolled back' = true) {
+  const memory = new MemoryIdempotencyStore()
+  const statements: unknown[] = []
+  const store: IdempotencyStore = {
+    lease: memory.lease,
+    maxAnswerBytes: 64,
+    claim: memory.claim.bind(memory),
+    complete: memory.complete.bind(memory),
+    release: memory.release.bind(memory),
+    renew: memory.renew.bind(memory),
+    async completeIn (tx, key, token, response, ttl) {
+      await tx.query('record', [key])
+      statements.push(response)
+      // 'rolled back': recorded, then the transaction did not commit.
+      if (result === 'rolled back') return true
+      return result ? memory.complete(key, token, response, ttl) : false
+    }
+  }
+  return { store, statements, memory }
+}
+
+const tx: TransactionClient = { query: async () => ({ rowCount: 1 }) }
+
+test('request.idempotency.complete records the answer in the handler\'s transaction, once', async (t) => {
+  const { store, statements } = transactionalStore()
+  let runs = 0
+  const port = await start(t, { idempotencyStore: store }, (app) => {
+    app.post('/orders', { concurrency: { idempotency: true } }, async (request, reply) => {
+      runs++
+      reply.code(201)
+      const order = { id: runs }
+      await request.idempotency?.complete(tx, order)
+      return order
+    })
+    app.post('/text', { concurrency: { idempotency: true } }, async (request, reply) => {
+      reply.type('text/plain')
+      await request.idempotency?.complete(tx, 'plain text')
+      return 'plain text'
+    })
+    app.post('/big', { concurrency: { idempotency: true } }, async (request) => {
+      const big = 'x'.repeat(100)
+      await request.idempotency?.complete(tx, big)
+      return big
+    })
+    app.post('/twice', { concurrency: { idempotency: true } }, async (request) => {
+      await request.idempotency?.complete(tx, 'a')
+      await request.idempotency?.complete(tx, 'a')
+      return 'a'
+    })
+    app.post('/keyed', { concurrency: { idempotency: true } }, async (request) => ({ key: request.idempotency?.key ?? null }))
+    app.post('/none', async (request) => ({ idempotency: request.idempotency }))
+  })
+  const first = await post(port, '/orders', 'k')
+  t.equal(first.status, 201)
+  t.same(first.json(), { id: 1 })
+  t.equal(statements.length, 1, 'recorded through the transaction')
+  t.match(statements[0], { status: 201, headers: { 'content-type': 'application/json; charset=utf-8' }, body: '{"id":1}' }, 'as the route serializes it')
+  const replay = await post(port, '/orders', 'k')
+  t.equal(replay.headers['idempotent-replayed'], 'true')
+  t.equal(replay.body, first.body)
+  t.equal(runs, 1)
+  t.equal(statements.length, 1, 'and not stored a second time by the plugin')
+
+  t.equal((await post(port, '/text', 't')).body, 'plain text')
+  t.equal((await post(port, '/text', 't')).headers['idempotent-replayed'], 'true')
+  t.equal((await post(port, '/big', 'b')).body.length, 100)
+  const big = await post(port, '/big', 'b')
+  t.equal(big.json().code, 'FST_PRECONDITION_IDEMPOTENCY_ANSWER_NOT_KEPT', 'larger than the store keeps: recorded as applied')
+  const twice = await post(port, '/twice', 'w')
+  t.equal(twice.status, 409, 'a second complete throws IdempotencyClaimLostError (409)')
+  t.equal(twice.json().code, 'FST_PRECONDITION_IDEMPOTENCY_CLAIM_LOST')
+  t.same((await post(port, '/keyed', 'n')).json(), { key: 'n' }, 'request.idempotency carries the key')
+  t.same((await send(port, { method: 'POST', path: '/keyed', body: {} })).json(), { key: null }, 'null without a key')
+  t.same((await send(port, { method: 'POST', path: '/none', body: {} })).json(), { idempotency: null }, 'and on a route without the policy')
+})
+
+test('a 5xx after complete lets a claim whose transaction rolled back go', async (t) => {
+  const { store } = transactionalStore('rolled back')
+  let runs = 0
+  const port = await start(t, { idempotencyStore: store }, (app) => {
+    app.post('/fails', { concurrency: { idempotency: true } }, async (request, reply) => {
+      runs++
+      await request.idempotency?.complete(tx, 'recorded, then rolled back')
+      return reply.code(500).send('failed after')
+    })
+  })
+  t.equal((await post(port, '/fails', 'f')).status, 500)
+  const retry = await post(port, '/fails', 'f')
+  t.equal(retry.status, 500)
+  t.equal(retry.headers['idempotent-replayed'], undefined, 'not replayed: run again')
+  t.equal(runs, 2)
+})
+
+test('request.idempotency.complete: a lost claim, a store without transactions, and a call before the claim', async (t) => {
+  const lost = transactionalStore(false)
+  let rolledBack = 0
+  const port = await start(t, { idempotencyStore: lost.store }, (app) => {
+    app.post('/orders', { concurrency: { idempotency: true } }, async (request) => {
+      try {
+        await request.idempotency?.complete(tx, { id: 1 })
+      } catch (error) {
+        if (error instanceof IdempotencyClaimLostError) rolledBack++
+        throw error
+      }
+      return { id: 1 }
+    })
+  })
+  const res = await post(port, '/orders', 'k')
+  t.equal(res.status, 409)
+  t.equal(res.json().code, 'FST_PRECONDITION_IDEMPOTENCY_CLAIM_LOST')
+  t.equal(rolledBack, 1, 'the handler sees IdempotencyClaimLostError and rolls back')
+
+  const plain = await start(t, {}, (app) => {
+    app.post('/orders', { concurrency: { idempotency: true } }, async (request) => {
+      await request.idempotency?.complete(tx, 'x')
+      return 'x'
+    })
+  })
+  const memory = await post(plain, '/orders', 'k')
+  t.equal(memory.status, 500)
+  t.match(memory.json().message, /has none: use pgIdempotencyStore/, 'the memory store has no transactions: a clear error')
+  const withTransactions = await start(t, { idempotencyStore: transactionalStore().store }, (app) => {
+    app.post('/orders', {
+      concurrency: { idempotency: true },
+      preHandler: async (request) => { await request.idempotency?.complete(tx, 'early') }
+    }, async () => 'x')
+  })
+  const early = await post(withTransactions, '/orders', 'e')
+  t.equal(early.status, 409, 'IdempotencyClaimLostError, from a hook before the claim')
+  t.match(early.json().message, /not claimed yet/)
+})
+
+function raw (port: number, path: string, key: string, onResponse?: (res: import('node:http').IncomingMessage, req: import('node:http').ClientRequest) => void): Promise<string> {
+  return new Promise((resolve) => {
+    const req = httpRequest({ host: '127.0.0.1', port, method: 'POST', path, headers: { 'idempotency-key': key } }, (res) => {
+      let body = ''
+      res.on('data', (chunk: Buffer) => { body += chunk.toString() })
+      res.on('end', () => resolve(body))
+      res.on('error', () => resolve(body))
+      res.on('aborted', () => resolve(body))
+      onResponse?.(res, req)
+    })
+    req.on('error', () => resolve(''))
+    req.end()
+  })
+}
+
+test('streams: string chunks, a web stream, one cut off by its client, one larger than the store keeps', async (t) => {
+  let runs = 0
+  const port = await start(t, { idempotencyStore: memoryIdempotencyStore({ maxAnswerBytes: 1000 }) }, (app) => {
+    app.post('/strings', { concurrency: { idempotency: true } }, async () => {
+      runs++
+      const stream = Readable.from(['one ', 'two'], { objectMode: false })
+      stream.setEncoding('utf8')
+      return stream
+    })
+    app.post('/web', { concurrency: { idempotency: true } }, async (_request, reply) => {
+      runs++
+      reply.type('text/plain')
+      return new ReadableStream({ start (controller) { controller.enqueue(new TextEncoder().encode('web')); controller.close() } })
+    })
+    app.post('/long', { concurrency: { idempotency: true } }, async () => {
+      runs++
+      return Readable.from((async function * () {
+        for (let i = 0; i < 50; i++) {
+          yield 'chunk\n'
+          await sleep(20)
+        }
+      })(), { objectMode: false })
+    })
+    app.post('/large', { concurrency: { idempotency: true } }, async () => {
+      runs++
+      return Readable.from(Array.from({ length: 20 }, () => 'x'.repeat(100)), { objectMode: false })
+    })
+  })
+  t.equal(await raw(port, '/strings', 's'), 'one two')
+  t.equal(await raw(port, '/strings', 's'), 'one two', 'replayed from string chunks')
+  t.equal(await raw(port, '/web', 'w'), 'web')
+  await sleep(20)
+  t.match(await raw(port, '/web', 'w'), /ANSWER_NOT_KEPT/, 'a web stream is not recorded: applied, not kept')
+  await raw(port, '/long', 'l', (res, req) => { res.once('data', () => { req.destroy() }) })
+  await sleep(100)
+  t.match(await raw(port, '/long', 'l'), /ANSWER_NOT_KEPT/, 'cut off by its client: applied, its answer not whole')
+  t.equal((await raw(port, '/large', 'g')).length, 2000, 'the first client gets it all')
+  await sleep(20)
+  t.match(await raw(port, '/large', 'g'), /ANSWER_NOT_KEPT/, 'past maxAnswerBytes: not kept')
+  t.equal(runs, 4)
+})
+
+test('a callback handler that hijacks later; a keyed write checked in its handler; a store that rejects with a string', async (t) => {
+  let runs = 0
+  let version = 1
+  const validators = async () => { await sleep(30); return { etag: `"v${version}"` } }
+  const rejecting = new MemoryIdempotencyStore()
+  rejecting.claim = () => { throw 'down' } // eslint-disable-line no-throw-literal
+  const port = await start(t, {}, (app) => {
+    app.post('/later', { concurrency: { idempotency: true } }, function (_request, reply: FastifyReply) {
+      runs++
+      setTimeout(() => {
+        reply.hijack()
+        reply.raw.end('by hand, later')
+      }, 20)
+    })
+    app.put('/items/:id', { concurrency: { require: 'if-match', validators, lock: false, idempotency: true } }, async () => {
+      runs++
+      version++
+      return { version }
+    })
+  })
+  t.equal((await post(port, '/later', 'h')).body, 'by hand, later')
+  await sleep(20)
+  t.equal((await post(port, '/later', 'h')).json().code, 'FST_PRECONDITION_IDEMPOTENCY_ANSWER_NOT_KEPT')
+
+  const put = (key: string | undefined, ifMatch: string) => send(port, { method: 'PUT', path: '/items/1', body: {}, headers: key === undefined ? { 'if-match': ifMatch } : { 'idempotency-key': key, 'if-match': ifMatch } })
+  t.equal((await put('p', '"v1"')).status, 200)
+  const retry = await put('p', '"v1"')
+  t.equal(retry.headers['idempotent-replayed'], 'true', 'the retry of a write without a lock is replayed, not refused for its stale tag')
+  t.equal((await put('q', '"v1"')).status, 412, 'a new key with a stale tag is checked, after its claim')
+  t.equal((await put('q', '"v1"')).status, 412, 'and its 412 replayed')
+  t.equal((await put(undefined, '"v2"')).status, 200, 'without a key, checked in its hook')
+
+  // Gone while the check reads the validators: the handler is not run, and the key is let go.
+  await new Promise<void>((resolve) => {
+    const req = httpRequest({ host: '127.0.0.1', port, method: 'PUT', path: '/items/1', headers: { 'idempotency-key': 'gone', 'if-match': '"v3"', 'content-type': 'application/json', 'content-length': '2' } })
+    req.on('error', () => resolve())
+    req.end('{}')
+    setTimeout(() => { req.destroy(); resolve() }, 10)
+  })
+  await sleep(80)
+  t.equal((await put('gone', '"v3"')).headers['idempotent-replayed'], undefined, 'the retry runs: nothing ran the first time')
+  t.equal(runs, 4)
+
+  const down = await start(t, { idempotencyStore: rejecting }, (app) => {
+    app.post('/x', { concurrency: { idempotency: true } }, async () => 'x')
+  })
+  t.equal((await post(down, '/x', 'k')).status, 503)
+})
+
+test('a running claim whose store does not say how long its lease has left: the plugin\'s Retry-After', async (t) => {
+  const memory = new MemoryIdempotencyStore()
+  const store: IdempotencyStore = {
+    lease: memory.lease,
+    claim: (key, print, lease) => {
+      const result = memory.claim(key, print, lease)
+      return result.state === 'running' ? { state: 'running' } : result
+    },
+    complete: memory.complete.bind(memory),
+    release: memory.release.bind(memory),
+    renew: memory.renew.bind(memory)
+  }
+  let open: () => void = () => {}
+  const port = await start(t, { idempotencyStore: store, retryAfter: 4 }, (app) => {
+    app.post('/slow', { concurrency: { idempotency: true } }, async () => { await new Promise<void>((resolve) => { open = resolve }); return 'done' })
+  })
+  const first = post(port, '/slow', 'k')
+  await sleep(50)
+  t.equal((await post(port, '/slow', 'k')).headers['retry-after'], '4')
+  open()
+  await first
+})
+
+test('Accept-Encoding and the decoding of a stored answer', async (t) => {
+  t.equal(acceptsCoding(undefined, 'gzip'), true, 'no field: any coding')
+  t.equal(acceptsCoding('gzip, br', 'br'), true)
+  t.equal(acceptsCoding('gzip;q=0', 'gzip'), false)
+  t.equal(acceptsCoding('*', 'br'), true)
+  t.equal(acceptsCoding('*;q=0, gzip', 'br'), false)
+  t.equal(acceptsCoding(['identity', 'deflate'], 'deflate'), true)
+  t.equal(acceptsCoding('identity', 'gzip'), false)
+  const headers: Record<string, string> = {}
+  const reply = {
+    getHeader: (name: string) => headers[name],
+    removeHeader: (name: string) => { delete headers[name] }
+  } as unknown as FastifyReply
+  const text = 'the answer'
+  for (const [coding, encode] of [['gzip', zlib.gzipSync], ['x-gzip', zlib.gzipSync], ['deflate', zlib.deflateSync], ['br', zlib.brotliCompressSync]] as const) {
+    headers['content-encoding'] = coding
+    const encoded = encode(text)
+    t.equal(decodeForClient(reply, encoded, coding), encoded, `${coding}: as it is to a client that accepts it`)
+    t.equal(String(decodeForClient(reply, encoded, 'identity')), text, `${coding}: decoded for one that does not`)
+    t.equal(headers['content-encoding'], undefined, `${coding}: and its Content-Encoding taken off`)
+  }
+  headers['content-encoding'] = 'gzip'
+  t.equal(decodeForClient(reply, 'not gzip at all', 'identity'), 'not gzip at all', 'bytes that are not what their header says: sent as they were')
+  headers['content-encoding'] = 'compress'
+  t.equal(decodeForClient(reply, 'x', 'identity'), 'x', 'a coding not known here: as it is')
+})
