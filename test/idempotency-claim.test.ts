@@ -313,3 +313,19 @@ test('Accept-Encoding and the decoding of a stored answer', async (t) => {
   headers['content-encoding'] = 'compress'
   t.equal(decodeForClient(reply, 'x', 'identity'), 'x', 'a coding not known here: as it is')
 })
+
+test('a keyed write checked in its handler: validators that throw, a handler that throws', async (t) => {
+  const port = await start(t, {}, (app) => {
+    app.put('/broken/:id', { concurrency: { validators: () => { throw new Error('no database') }, lock: false, idempotency: true } }, async () => 'never')
+    app.put('/throws/:id', { concurrency: { validators: () => ({ etag: '"v1"' }), lock: false, idempotency: true } }, function () {
+      throw Object.assign(new Error('refused'), { statusCode: 400 })
+    })
+  })
+  const put = (path: string, key: string) => send(port, { method: 'PUT', path, body: {}, headers: { 'idempotency-key': key, 'if-match': '"v1"' } })
+  t.equal((await put('/broken/1', 'a')).status, 500, 'validators that throw: a 500')
+  t.equal((await put('/broken/1', 'a')).headers['idempotent-replayed'], undefined, 'released: not replayed')
+  t.equal((await put('/throws/1', 'b')).status, 400)
+  const again = await put('/throws/1', 'b')
+  t.equal(again.status, 400)
+  t.equal(again.headers['idempotent-replayed'], 'true', 'a thrown 4xx is stored and replayed')
+})

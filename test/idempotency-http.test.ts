@@ -554,11 +554,12 @@ test('a store that answers with promises: a callback-style handler answers by it
   let runs = 0
   app.post('/callback', { config: { idempotency: true } }, function (_request, reply) {
     runs++
-    setTimeout(() => reply.code(201).send(`answered later ${runs}`), 30)
+    setTimeout(() => reply.code(201).send(`answered later ${runs}`), 400)
   })
   const port = await start(t, app)
   const request = { method: 'POST', path: '/callback', headers: { 'idempotency-key': 'k' } }
-  const [first, during] = await Promise.all([send(port, request), sleep(15).then(() => send(port, request))])
+  // Wide margins: a loaded machine stretches every timer.
+  const [first, during] = await Promise.all([send(port, request), sleep(150).then(() => send(port, request))])
   t.equal(first.status, 201)
   t.equal(first.body, 'answered later 1', 'the handler\'s own answer, not an empty one sent for it')
   t.equal(during.status, 409, 'while it runs')
@@ -651,10 +652,12 @@ test('a store that does not answer a claim in time: 503, the handler not run, an
 })
 
 test('the lease is renewed while the handler runs; a lost lease is reported', async (t) => {
-  const memory = new MemoryIdempotencyStore({ lease: 30 })
+  // A lease of 300 ms renewed every 100 ms: wide enough that a loaded machine's late timers do not
+  // let it lapse between renewals.
+  const memory = new MemoryIdempotencyStore({ lease: 300 })
   const renewals: boolean[] = []
   const store = fakeStore({
-    lease: 30,
+    lease: 300,
     claim: memory.claim.bind(memory),
     complete: memory.complete.bind(memory),
     renew: (key, token, lease) => {
@@ -665,11 +668,11 @@ test('the lease is renewed while the handler runs; a lost lease is reported', as
   })
   const log = logged()
   const app = await idempotencyApp({ store }, { logger: log.logger })
-  app.post('/slow', { config: { idempotency: true } }, async () => { await sleep(150); return 'done' })
+  app.post('/slow', { config: { idempotency: true } }, async () => { await sleep(1200); return 'done' })
   const port = await start(t, app)
   const first = send(port, { method: 'POST', path: '/slow', headers: { 'idempotency-key': 'k' } })
-  await sleep(90)
-  t.equal((await send(port, { method: 'POST', path: '/slow', headers: { 'idempotency-key': 'k' } })).status, 409, 'held past its 30 ms lease')
+  await sleep(700)
+  t.equal((await send(port, { method: 'POST', path: '/slow', headers: { 'idempotency-key': 'k' } })).status, 409, 'held past its 300 ms lease')
   t.equal((await first).body, 'done')
   t.ok(renewals.length >= 2 && renewals.every(Boolean), `renewed (${renewals.length} times)`)
   t.equal(log.lines.length, 0)

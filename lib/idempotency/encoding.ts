@@ -15,6 +15,7 @@ const DECODERS: Record<string, Decode | undefined> = {
 }
 // zstd where this Node has it (22.15+).
 const zstd = (zlib as unknown as { zstdDecompressSync?: Decode }).zstdDecompressSync
+/* c8 ignore next -- only on a Node with zstd */
 if (typeof zstd === 'function') DECODERS.zstd = (body) => zstd(body)
 
 /**

@@ -11,11 +11,19 @@ test('HTTP/2 resets around an Idempotency-Key write', async (t) => {
   await app.register(fastifyPrecondition)
   let runs = 0
   const delays = { auth: 0, handler: 0 }
+  // Resolved when a request reaches the auth hook or the handler: the resets come after that, not
+  // after a fixed time a loaded machine may not keep.
+  const reached = { auth: () => {}, handler: () => {} }
+  const when = (point: 'auth' | 'handler') => new Promise<void>((resolve) => { reached[point] = resolve })
   app.post('/orders', {
-    preHandler: async () => { await sleep(delays.auth) },
+    preHandler: async () => {
+      reached.auth()
+      await sleep(delays.auth)
+    },
     concurrency: { idempotency: { required: true } }
   }, async (_request, reply) => {
     runs++
+    reached.handler()
     await sleep(delays.handler)
     return reply.code(201).send({ order: runs })
   })
@@ -45,8 +53,9 @@ test('HTTP/2 resets around an Idempotency-Key write', async (t) => {
 
   // Reset while the handler runs: the change is applied, its answer stored, the retry replays it.
   delays.handler = 60
+  const inHandler = when('handler')
   const first = post('during-handler')
-  await sleep(25)
+  await inHandler
   first.stream.close(h2.NGHTTP2_CANCEL)
   await first.response
   await sleep(80)
@@ -60,8 +69,9 @@ test('HTTP/2 resets around an Idempotency-Key write', async (t) => {
 
   // Reset before the claim (in the auth hook): nothing claimed, the retry runs once.
   delays.auth = 60
+  const inAuth = when('auth')
   const early = post('before-claim')
-  await sleep(20)
+  await inAuth
   early.stream.close(h2.NGHTTP2_CANCEL)
   await early.response
   await sleep(80)
