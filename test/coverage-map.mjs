@@ -3,7 +3,7 @@
 // compiled copies of each function twice, so they run without coverage. The client tests load
 // lib/client.ts from source and the plugin only through the example (dist/): they measure the
 // client alone.
-const BUILT = ['exports', 'example', 'example-cas', 'redis-package', 'idempotency-postgres-package', 'peer-install', 'types-consumers', 'redis-fencing']
+const BUILT = ['exports', 'example', 'example-cas', 'redis-package', 'idempotency-postgres-package', 'peer-install', 'types-consumers', 'redis-fencing', 'postgres-exactly-once', 'postgres-example']
 const ONLY = { client: 'lib/client.ts' }
 export default function coverageMap (testFile) {
   const name = testFile.replace(/^.*\//, '').replace(/\.test\.ts$/, '')
