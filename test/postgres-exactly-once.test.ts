@@ -20,6 +20,8 @@ t.setTimeout(240_000)
 const script = fileURLToPath(new URL('./helpers/pg-orders-app.ts', import.meta.url))
 /** The store's lease in the instances, ms: renewed every 500 ms while a handler runs. */
 const LEASE = 1500
+/** The lock_timeout of each instance's idempotency store pool, ms. */
+const STORE_LOCK_TIMEOUT = 1000
 
 interface Order { id: number, item: string }
 interface Message { port?: number, stalled?: string, pid?: number, order?: Order, log?: { msg?: string, key?: string, level?: number } }
@@ -125,7 +127,7 @@ t.test('exactly once across crashes, over HTTP', { skip }, async (t) => {
   const started = Date.now()
   const [a, b, killedAfterCommit, killedBeforeCommit] = await Promise.all(Array.from({ length: 4 }, async () => {
     const child = fork(script, {
-      env: { ...process.env, DATABASE_URL: server.connectionString, LEASE: String(LEASE) },
+      env: { ...process.env, DATABASE_URL: server.connectionString, LEASE: String(LEASE), STORE_LOCK_TIMEOUT: String(STORE_LOCK_TIMEOUT) },
       stdio: ['ignore', 'inherit', 'inherit', 'ipc']
     })
     children.push(child)
@@ -219,6 +221,35 @@ t.test('exactly once across crashes, over HTTP', { skip }, async (t) => {
       t.same(retry.json(), taken.json())
       const warned = await a.message((message) => message.log?.key === key, 'a warning about the key')
       t.comment(`the resumed instance logged: ${String(warned.log?.msg)}`)
+    } finally {
+      a.child.kill('SIGCONT')
+    }
+  })
+
+  t.test('a process paused between complete and COMMIT, past its lease: nobody takes the key over; it commits, and is replayed', async (t) => {
+    const key = 'paused-before-commit'
+    const first = settled(a.post(key, 'bread', { 'x-test-stall': 'before-commit' }))
+    await a.stalled('before-commit')
+    a.child.kill('SIGSTOP')
+    try {
+      await sleep(LEASE + 300)
+      const asked = Date.now()
+      const duplicate = await b.post(key, 'bread')
+      const waited = Date.now() - asked
+      t.equal(duplicate.status, 503, `a duplicate past the lease waits on the transaction's row lock, and is refused when the store's lock_timeout (${STORE_LOCK_TIMEOUT} ms) ends it: ${waited} ms`)
+      t.match(duplicate.json(), { code: 'FST_PRECONDITION_IDEMPOTENCY_UNAVAILABLE' })
+      t.ok(waited < STORE_LOCK_TIMEOUT + 2000, 'long before the claim timeout (10 s)')
+      t.equal(await applied(key), 0, 'nothing is committed yet')
+
+      a.child.kill('SIGCONT')
+      a.resume('before-commit')
+      const answer = await bounded(first, 10_000, 'the paused request to end')
+      if (answer instanceof Error) throw answer
+      t.equal(answer.status, 201, 'resumed, the transaction commits: its lease ran out, but its record was locked all along')
+      const retry = await b.post(key, 'bread')
+      t.equal(retry.headers['idempotent-replayed'], 'true', 'the retry replays')
+      t.same(retry.json(), answer.json())
+      t.equal(await applied(key), 1, 'one order')
     } finally {
       a.child.kill('SIGCONT')
     }

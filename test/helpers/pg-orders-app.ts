@@ -5,7 +5,8 @@
 // (the plugin's log lines) over IPC, and stops on 'close'.
 //
 // Environment: DATABASE_URL; LEASE, the store's lease in ms (default 10000); CLAIM_TIMEOUT, how long
-// a claim waits for the store (the plugin's lockTimeout; default 10000).
+// a claim waits for the store (the plugin's lockTimeout; default 10000); STORE_LOCK_TIMEOUT, the
+// lock_timeout of the store's own pool in ms (default none).
 //
 // Request headers that stage a fault (not part of the request's fingerprint, so a retry without
 // them is the same request):
@@ -27,16 +28,23 @@ const send = (message: unknown): void => {
   if (process.connected) process.send!(message)
 }
 
-const pool = new pg.Pool({ connectionString: process.env.DATABASE_URL, max: 20 })
-pool.on('error', () => {}) // an idle client whose server went away
+// The handlers' transactions, and a pool of the store's own, whose statements wait at most
+// STORE_LOCK_TIMEOUT ms for a row lock (a claim meeting a transaction that holds the key's row).
+const pool = new pg.Pool({ connectionString: process.env.DATABASE_URL, max: 10 })
+const ownPool = new pg.Pool({
+  connectionString: process.env.DATABASE_URL,
+  max: 5,
+  ...(process.env.STORE_LOCK_TIMEOUT === undefined ? {} : { options: `-c lock_timeout=${process.env.STORE_LOCK_TIMEOUT}` })
+})
+for (const each of [pool, ownPool]) each.on('error', ignore) // an idle client whose server went away
 
-// The store's statements go through this, so a test can make the store fail while the handler's
-// own transactions (from `pool`) still work.
+// The store's statements go through this, so a test can make the store fail while the handlers'
+// own transactions still work.
 let storeDown = false
 const storePool = {
   query (text: string, values?: unknown[]) {
     if (storeDown) return Promise.reject(new Error('the idempotency store is unreachable (test fault)'))
-    return pool.query(text, values)
+    return ownPool.query(text, values)
   }
 }
 const store = pgIdempotencyStore({ pool: storePool, lease: Number(process.env.LEASE ?? 10_000) })
@@ -104,7 +112,7 @@ process.on('message', (message: { continue?: string } | string) => {
     // Not from inside the message handler: Node throws on messages still queued on the channel.
     setImmediate(async () => {
       await app.close()
-      await pool.end()
+      await Promise.all([pool.end(), ownPool.end()])
       process.disconnect()
     })
     return
