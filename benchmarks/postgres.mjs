@@ -161,6 +161,7 @@ const loadStart = os.loadavg()
 const cluster = new PostgresCluster({ cpu: 0 })
 const load = new Child({ script: 'load.mjs', cpu: 0 })
 const results = []
+let storage = ''
 try {
   await cluster.start()
   const { default: pg } = await import('pg')
@@ -173,8 +174,14 @@ try {
     log(`${scenario.id}: ${scenario.title}`)
     results.push({ scenario, result: await runScenario(scenario, load, cluster) })
   }
-  const { rows: [counts] } = await pool.query('SELECT (SELECT count(*) FROM bench_orders)::int AS orders, (SELECT count(*) FROM fastify_precondition_idempotency)::int AS records')
-  log(`rows at the end: ${counts.orders} orders, ${counts.records} Idempotency-Key records`)
+  await pool.query('VACUUM ANALYZE fastify_precondition_idempotency')
+  const { rows: [counts] } = await pool.query(`SELECT (SELECT count(*) FROM bench_orders)::int AS orders,
+  (SELECT count(*) FROM fastify_precondition_idempotency)::int AS records,
+  pg_table_size('fastify_precondition_idempotency')::float8 AS "table", pg_indexes_size('fastify_precondition_idempotency')::float8 AS indexes`)
+  storage = `${counts.records} Idempotency-Key records (answers of about ${Buffer.byteLength(JSON.stringify({ id: '1', name: 'benchmark item' }))} bytes) ` +
+    `take ${(counts.table / 1048576).toFixed(1)} MB of table and ${(counts.indexes / 1048576).toFixed(1)} MB of indexes: ` +
+    `${Math.round((counts.table + counts.indexes) / counts.records)} bytes per record; ${counts.orders} orders`
+  log(storage)
   await pool.end()
 } finally {
   await load.stop()
@@ -192,5 +199,5 @@ for (const { scenario, result } of results) {
     `${result.a.p99.toFixed(2)} / ${result.b.p99.toFixed(2)} | ${result.used} / ${result.attempted}${result.disturbed ? ' ⚠️ disturbed' : ''} |`)
 }
 const command = 'node benchmarks/postgres.mjs' + (process.argv.length > 2 ? ' ' + process.argv.slice(2).join(' ') : '')
-process.stdout.write(`${lines.join('\n')}\n\n${nproc} CPUs, node ${process.version}; \`${command}\`: ${Math.round((Date.now() - started) / 1000)} s; ` +
+process.stdout.write(`${lines.join('\n')}\n\n${storage}\n\n${nproc} CPUs, node ${process.version}; \`${command}\`: ${Math.round((Date.now() - started) / 1000)} s; ` +
   `load average ${loadStart.map((n) => n.toFixed(2)).join(' ')} → ${os.loadavg().map((n) => n.toFixed(2)).join(' ')}\n`)

@@ -1,7 +1,8 @@
 // A PgBouncer in front of a test cluster (test/helpers/postgres-server.ts): transaction pooling,
 // trust auth for the users given, a free loopback port, `poolSize` server connections per user and
-// database, so many client connections share few server sessions; its log is in a file (`log()`). As root it runs as the
-// `postgres` OS user (PgBouncer refuses root). Skipped where the pgbouncer binary is missing.
+// database, so many client connections share few server sessions. Its log goes to a file
+// (`log()`). As root it runs as the `postgres` OS user (PgBouncer refuses root). Tests skip where
+// the pgbouncer binary is missing.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { chownSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { once } from 'node:events'
