@@ -101,6 +101,9 @@ async function runScenario (scenario, load, cluster) {
   const pairs = []
   const problems = []
   const perGeneration = Math.ceil(settings.pairs / settings.generations)
+  // Disturbed pairs are measured again, but within their generation's share of the attempts: on a
+  // busy machine every generation still gets its turn.
+  const attemptsPerGeneration = Math.ceil(settings.maxAttempts / settings.generations)
   let clean = 0
   for (let generation = 0; clean < settings.pairs && pairs.length < settings.maxAttempts; generation++) {
     const [a, b] = await Promise.all([startServer(scenario.a, cluster.connectionString), startServer(scenario.b, cluster.connectionString)])
@@ -110,7 +113,7 @@ async function runScenario (scenario, load, cluster) {
         await load.request('burst', { port: sides[side].port, spec: scenario.spec, duration: settings.duration, connections: settings.connections })
       }
       const wanted = Math.min(settings.pairs, clean + perGeneration)
-      for (let i = 0; clean < wanted && pairs.length < settings.maxAttempts; i++) {
+      for (let i = 0; clean < wanted && pairs.length < settings.maxAttempts && i < attemptsPerGeneration; i++) {
         const order = i % 2 === 0 ? ['a', 'b'] : ['b', 'a']
         const pair = { generation, order: order.join('') }
         for (const side of order) {
