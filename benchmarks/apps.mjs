@@ -118,6 +118,48 @@ function listenWithRedis (app, redis) {
   }
 }
 
+/** A node-postgres pool on the PostgreSQL benchmark's cluster (benchmarks/postgres.mjs). */
+async function pgPool () {
+  const { default: pg } = await import('pg')
+  const pool = new pg.Pool({ connectionString: process.env.BENCH_DATABASE_URL, max: 10 })
+  pool.on('error', () => {})
+  return pool
+}
+
+/**
+ * The POST handler of the PostgreSQL scenarios, with and without the plugin: one order in a
+ * transaction (BEGIN; INSERT … RETURNING; COMMIT), answered 201. With a key, the answer is
+ * recorded in that transaction (DESIGN.md's recipe).
+ */
+function pgPostHandler (pool) {
+  return async function pgPost (request, reply) {
+    const tx = await pool.connect()
+    try {
+      await tx.query('BEGIN')
+      const { rows: [order] } = await tx.query('INSERT INTO bench_orders (name) VALUES ($1) RETURNING id, name', [request.body.name])
+      reply.code(201)
+      if (request.idempotency) await request.idempotency.complete(tx, order)
+      await tx.query('COMMIT')
+      return order
+    } catch (error) {
+      await tx.query('ROLLBACK')
+      throw error
+    } finally {
+      tx.release()
+    }
+  }
+}
+
+function listenWithPool (app, pool) {
+  return {
+    ...listenFastify(app),
+    async close () {
+      await app.close()
+      await pool.end()
+    }
+  }
+}
+
 export const builders = {
   /** Fastify with no plugin: the baseline of every PUT scenario. */
   async 'bare-put' () {
@@ -215,6 +257,24 @@ export const builders = {
     const store = new MemoryIdempotencyStore({ sweepInterval: 1000 })
     const app = await pluginPost({ idempotencyStore: store }, { ttl: 1 })
     return { ...listenFastify(app), stats: () => ({ idempotencyRecords: store.size }) }
+  },
+
+  /** PostgreSQL, no plugin: the order's transaction alone (the floor of the PostgreSQL scenarios). */
+  async 'pg-post-floor' () {
+    const pool = await pgPool()
+    const app = Fastify({ logger: false })
+    app.post('/orders', { schema: postSchema }, pgPostHandler(pool))
+    return listenWithPool(app, pool)
+  },
+
+  /** PostgreSQL, the plugin with pgIdempotencyStore: the claim, then the answer recorded in the order's transaction. */
+  async 'pg-post-idempotent' () {
+    const { pgIdempotencyStore } = await import('fastify-precondition/postgres')
+    const pool = await pgPool()
+    const app = Fastify({ logger: false })
+    await app.register(fastifyPrecondition, { idempotencyStore: pgIdempotencyStore({ pool }) })
+    app.post('/orders', { schema: postSchema, concurrency: { idempotency: true } }, pgPostHandler(pool))
+    return listenWithPool(app, pool)
   },
 
   /** The plugin's PUT with the Redis lock store; redis-server's port comes from the environment. */

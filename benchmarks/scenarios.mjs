@@ -237,3 +237,28 @@ export const scenarios = [
     targets: []
   }
 ]
+
+// The PostgreSQL scenarios (benchmarks/postgres.mjs, which starts a private cluster): a keyed POST
+// whose order and answer commit in one transaction, against the same transaction without the plugin.
+export const postgresScenarios = [
+  {
+    id: 'pg-post-fresh',
+    title: 'POST on PostgreSQL, a fresh Idempotency-Key per request: claim, order and its recorded answer in one transaction',
+    a: 'pg-post-idempotent',
+    b: 'pg-post-floor',
+    baseline: 'the same order transaction, no plugin (key ignored)',
+    spec: post('fresh'),
+    expect: { a: 201, b: 201 },
+    targets: []
+  },
+  {
+    id: 'pg-post-replay',
+    title: 'POST on PostgreSQL, Idempotency-Key replayed (the answer read back from PostgreSQL)',
+    a: 'pg-post-idempotent',
+    b: 'pg-post-floor',
+    baseline: 'the same order transaction, no plugin (key ignored: it inserts every time)',
+    spec: post('per-connection'),
+    expect: { a: 201, b: 201 },
+    targets: []
+  }
+]

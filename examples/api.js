@@ -46,6 +46,9 @@ Item 1 is seeded; its ETag now is ${tag}. Try:
   curl -i -X PUT ${url} -H 'Content-Type: application/json' -H 'If-Match: ${tag}' -d '{"name":"updated"}'
 `)
 
+// This API keeps everything in memory; the same API on PostgreSQL is another example.
+if (process.env.DATABASE_URL !== undefined) console.log('DATABASE_URL is set: `node examples/orders-postgres.js` serves orders and items from that PostgreSQL database (docs/postgresql.md).\n')
+
 for (const signal of ['SIGINT', 'SIGTERM']) {
   process.once(signal, () => { app.close().then(() => process.exit(0)) })
 }
