@@ -398,7 +398,10 @@ class Claim implements RequestIdempotency {
       throw new TypeError('fastify-precondition: request.idempotency.complete(tx, body) records the answer in a database transaction, and this idempotency store has none: use pgIdempotencyStore from fastify-precondition/postgres, or just return the answer')
     }
     const state = this.state
-    if ((state !== ClaimState.RUNNING && state !== ClaimState.PENDING) || this.completedInTransaction) {
+    // Called again after a transaction that recorded the answer rolled back (a serialization
+    // failure at COMMIT, retried by the handler): the store's token check tells whether the key is
+    // still this request's.
+    if (state !== ClaimState.RUNNING && state !== ClaimState.PENDING) {
       throw new IdempotencyClaimLostError(this.key, state === ClaimState.READ || state === ClaimState.CLAIMING ? 'it is not claimed yet: call complete from the handler' : 'it was answered already')
     }
     const reply = this.reply
@@ -419,8 +422,8 @@ class Claim implements RequestIdempotency {
     }
     this.completedInTransaction = true
     publishIdempotency(this.request, this.route, 'stored')
-    // The record is this transaction's now: a renewal through the pool would wait on its row.
-    this.stopRenewal()
+    // Renewals go on: the transaction may still roll back and be tried again. One that meets
+    // the recorded row waits for the transaction, and finds the claim done once it committed.
   }
 
   /** Extends the lease; called by the store's Renewals while the request runs. */
@@ -428,7 +431,8 @@ class Claim implements RequestIdempotency {
     call(() => this.store.renew(this.storeKey, this.token, this.store.lease), ignore, (held) => {
       if (held === false && this.renewals !== null) {
         this.stopRenewal()
-        this.request.log.warn({ key: this.key }, 'fastify-precondition: the Idempotency-Key lease was lost while its request ran; a duplicate may run')
+        // Recorded in the handler's committed transaction: done, not lost.
+        if (!this.completedInTransaction) this.request.log.warn({ key: this.key }, 'fastify-precondition: the Idempotency-Key lease was lost while its request ran; a duplicate may run')
       }
     })
   }
