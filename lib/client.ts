@@ -137,7 +137,10 @@ export class PreconditionFailedError extends ConditionalUpdateError {}
 /** 428: the server requires a precondition this client did not send; `problem.required` lists them. */
 export class PreconditionRequiredError extends ConditionalUpdateError {}
 
-/** 503: the server could not guard the write (its lock was busy or unreachable); nothing was written. */
+/**
+ * 503: the server could not guard the write (its lock was busy or unreachable, or the store that
+ * keeps its Idempotency-Key was); nothing was written.
+ */
 export class ServiceUnavailableError extends ConditionalUpdateError {
   /** Seconds the server asked to wait (Retry-After), when it said. */
   readonly retryAfter: number | null

@@ -57,7 +57,10 @@ export type { IdempotencyOptions } from './idempotency/policy.js'
 export interface FastifyPreconditionOptions {
   /** Where write locks live: `'memory'` (default, one process) or a store such as `redisLockStore(...)`. */
   lockStore?: 'memory' | LockStore
-  /** How long (ms) a write waits for its resource's lock before a 503. Default 10000. */
+  /**
+   * How long (ms) a write waits for its resource's lock, and a keyed request for its
+   * Idempotency-Key claim to be answered by the store, before a 503. Default 10000.
+   */
   lockTimeout?: number
   /** Seconds sent in Retry-After with a 503. Default 1. */
   retryAfter?: number
@@ -74,7 +77,11 @@ export interface FastifyPreconditionOptions {
   problemTypeBase?: string
   /** Replacement titles and details of the problem bodies, e.g. in another language. */
   messages?: ProblemMessagesOption
-  /** Add the precondition headers and the 304/412/428 responses to route schemas for OpenAPI. Default true. */
+  /**
+   * Add to route schemas, for OpenAPI: the precondition headers and the 304/412/428/503 answers;
+   * on Idempotency-Key routes the header, the 400/409/422/503 answers and Idempotent-Replayed.
+   * Default true.
+   */
   documentRoutes?: boolean
   /**
    * Where Idempotency-Key records live: `'memory'` (default, one process) or a store such as
@@ -266,6 +273,8 @@ const plugin: FastifyPluginAsync<FastifyPreconditionOptions> = async function fa
       const evaluated = evaluate('PUT', conditionalHeaders(request), { ...validators, etag }, state.weakIfMatch)
       if (outcomeStatus(evaluated) === 412) outcome = evaluated
     }
+    const route = request.routeOptions
+    publishPrecondition(request, `${Array.isArray(route.method) ? route.method.join(',') : String(route.method)} ${String(route.url)}`, 'failed')
     state.problems.sendFailed(this, outcome, request.url, etag, detail, current === null)
     return this
   }
@@ -275,6 +284,8 @@ const plugin: FastifyPluginAsync<FastifyPreconditionOptions> = async function fa
     const checked = checkValidators(current, route)
     if (checked === null) throw new TypeError(`fastify-precondition: ${route}: reply.setValidators needs the new validators ({ etag, lastModified }); got null`)
     setValidatorHeaders(this, checked)
+    // Handed over: `validators` is not called after the write, also for a header left out.
+    ;(this.request as PreconditionRequest)[kWritten] = true
     return this
   })
   // `reply.preconditionFailed` is also @fastify/sensible's name (a plain 412). The alias is added
@@ -402,7 +413,7 @@ function wireRoute (routeOptions: RouteOptions, policy: Policy, state: PluginSta
   const keyed = policy.idempotency !== null
   if (policy.validators !== null && (!gated || policy.stage === 'onRequest' || methods.some(isSafe))) {
     appendHook(routeOptions, policy.stage, buildCheckHook(policy.validators, route, problems, state.weakIfMatch,
-      gated && policy.stage === 'preHandler', keyed, policy.create))
+      gated && policy.stage === 'preHandler', keyed, policy.create, gated && policy.stage === 'onRequest'))
   }
   if (keyed && policy.validators !== null && !gated && !methods.every(isSafe)) {
     // A keyed write without a lock is checked after its claim, inside the handler: a retry whose
@@ -458,9 +469,9 @@ function checkThenHandle (check: CheckHook, handler: RouteOptions['handler']): R
  * Evaluates the preconditions of a request in a hook: reads, writes without a lock, and the
  * early check of a locked write at stage onRequest. `skipWrites`: writes are the gate's alone.
  * `skipKeyed`: a write with an Idempotency-Key is checked after its claim (by the gate, or
- * checkThenHandle).
+ * checkThenHandle). `early`: the early check of a locked write, which the gate checks again.
  */
-function buildCheckHook (validators: NonNullable<Policy['validators']>, route: string, problems: ProblemWriter, weakIfMatch: boolean, skipWrites: boolean, skipKeyed: boolean, create: boolean) {
+function buildCheckHook (validators: NonNullable<Policy['validators']>, route: string, problems: ProblemWriter, weakIfMatch: boolean, skipWrites: boolean, skipKeyed: boolean, create: boolean, early = false) {
   function decide (request: PreconditionRequest, reply: FastifyReply, value: unknown, done: HookHandlerDoneFunction): void {
     let current: Validators | null
     try {
@@ -472,7 +483,8 @@ function buildCheckHook (validators: NonNullable<Policy['validators']>, route: s
     const outcome = evaluate(request.method, conditionalHeaders(request), current, weakIfMatch, create)
     request[kValidators] = current
     if (outcome === Outcome.PROCEED || outcome === Outcome.IGNORE_RANGE) {
-      publishPrecondition(request, route, 'proceed')
+      // A locked write checked early is checked again under its lock, which says how it ends.
+      if (!early || isSafe(request.method)) publishPrecondition(request, route, 'proceed')
       // §13.2.2 step 5: a failed If-Range means the whole representation, so Range goes.
       if (outcome === Outcome.IGNORE_RANGE) delete request.headers.range
       // A read's validators go on the reply now, before any onSend hook: app-wide ones such as

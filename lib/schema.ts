@@ -232,8 +232,9 @@ function documentedSchema (declared: Schema, routeOptions: RouteOptions, policy:
       'Nothing was run. (A request the route\'s own schema refuses is answered 400 too, in Fastify\'s error format.)',
       keyProblem(idempotency.required ? ProblemCode.IDEMPOTENCY_KEY_MISSING : ProblemCode.IDEMPOTENCY_KEY_INVALID))
     response['409'] ??= problem(
-      `Conflict${writesNote}: the first request with this Idempotency-Key is still being processed. ` +
-      'Retry after the Retry-After delay with the same key to receive its answer.',
+      `Conflict${writesNote}: the first request with this Idempotency-Key is still being processed ` +
+      `(code ${ProblemCode.IDEMPOTENCY_KEY_IN_USE}): retry after the Retry-After delay with the same key to receive its answer. ` +
+      `Or it was applied and its answer not kept (code ${ProblemCode.IDEMPOTENCY_ANSWER_NOT_KEPT}, no Retry-After): do not send it again.`,
       keyProblem(ProblemCode.IDEMPOTENCY_KEY_IN_USE),
       retryAfterHeader())
     response['422'] ??= problem(

@@ -93,3 +93,23 @@ test('each channel sees each outcome, from HTTP traffic', async (t) => {
   failClaims = true
   await expect('the store down', () => post('d'), ['idempotency POST /orders unavailable'])
 })
+
+test('a handler\'s own 412 is published; a locked write checked early proceeds once', async (t) => {
+  const seen: string[] = []
+  const onPrecondition = (message: unknown): void => {
+    const { route, outcome } = message as { route: string, outcome: string }
+    seen.push(`${route} ${outcome}`)
+  }
+  subscribe('fastify-precondition:precondition', onPrecondition)
+  t.teardown(() => { unsubscribe('fastify-precondition:precondition', onPrecondition) })
+  const app = Fastify()
+  await app.register(fastifyPrecondition)
+  app.put('/cas/:id', async (_request, reply) => reply.failPrecondition({ etag: '"v2"' }))
+  app.put('/early/:id', { concurrency: { validators: () => ({ etag: '"v1"' }), stage: 'onRequest' } }, async () => 'written')
+  t.teardown(() => app.close())
+  await app.inject({ method: 'PUT', url: '/cas/1', payload: {}, headers: { 'if-match': '"v1"' } })
+  t.same(seen, ['PUT /cas/:id failed'])
+  seen.length = 0
+  t.equal((await app.inject({ method: 'PUT', url: '/early/1', payload: {}, headers: { 'if-match': '"v1"' } })).statusCode, 200)
+  t.same(seen, ['PUT /early/:id proceed'], 'once, not for the early check and again under the lock')
+})

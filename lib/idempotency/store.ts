@@ -4,7 +4,10 @@
 export interface StoredResponse {
   /** The HTTP status (2xx–4xx: 5xx answers are never stored). */
   status: number
-  /** The headers that matter to a client, lower-case names: content-type, location, etag, last-modified. */
+  /**
+   * The headers that matter to a client, lower-case names: content-type, content-encoding,
+   * location, etag, last-modified.
+   */
   headers: Record<string, string>
   /**
    * The body as it was sent: the string Fastify sent (its UTF-8 bytes went out), or the bytes.
