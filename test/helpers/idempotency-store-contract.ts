@@ -9,8 +9,10 @@ import type { ClaimResult, IdempotencyStore, StoredResponse } from '../../lib/id
 import { sleep } from './http.js'
 
 /** A short lease (long enough for the next statement to land inside it on a loaded machine), and a wait that outlasts it. */
-const SHORT = 300
-const PAST_SHORT = 450
+const SHORT = 800
+const PAST_SHORT = 1200
+/** A renewed lease: longer than SHORT by more than a loaded machine's delays. */
+const RENEWED = 3000
 const TTL = 60_000
 
 const bytes: StoredResponse = {
@@ -140,13 +142,13 @@ export function storeContract (t: Test, makeStore: () => IdempotencyStore | Prom
     const store = await makeStore()
     const key = fresh('renew')
     const token = await claimed(store, key, 'fp', SHORT)
-    await sleep(SHORT / 2)
-    t.equal(await store.renew(key, token, 600), true)
-    t.equal(await store.renew(key, 'not-the-token', 600), false, 'a wrong token renews nothing')
-    await sleep(PAST_SHORT - SHORT / 2)
+    await sleep(SHORT / 4)
+    t.equal(await store.renew(key, token, RENEWED), true)
+    t.equal(await store.renew(key, 'not-the-token', RENEWED), false, 'a wrong token renews nothing')
+    await sleep(PAST_SHORT - SHORT / 4)
     const running = await store.claim(key, 'fp', 5000) as { state: string, retryAfter?: number }
     t.equal(running.state, 'running', 'still held past the first lease')
-    t.ok(running.retryAfter !== undefined && running.retryAfter <= 600, `retryAfter counts from the renewal: ${String(running.retryAfter)}`)
+    t.ok(running.retryAfter !== undefined && running.retryAfter <= RENEWED, `retryAfter counts from the renewal: ${String(running.retryAfter)}`)
     t.equal(await store.complete(key, token, text, TTL), true, 'the owner still owns it')
   })
 

@@ -6,10 +6,11 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { chownSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { once } from 'node:events'
-import { connect, createServer } from 'node:net'
+import { connect } from 'node:net'
 import { tmpdir, userInfo } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
+import { freePort } from './port.js'
 
 function findPgbouncer (): string | null {
   for (const dir of ['/usr/sbin', '/usr/bin', '/usr/local/bin', ...(process.env.PATH ?? '').split(':')]) {
@@ -27,16 +28,6 @@ export function pgbouncerMissing (): string | false {
 export function pgbouncerVersion (): string {
   const output = spawnSync(findPgbouncer() as string, ['--version'], { encoding: 'utf8' }).stdout
   return /PgBouncer (\S+)/.exec(output)?.[1] ?? 'unknown'
-}
-
-async function freePort (): Promise<number> {
-  const server = createServer()
-  server.listen(0, '127.0.0.1')
-  await once(server, 'listening')
-  const { port } = server.address() as { port: number }
-  server.close()
-  await once(server, 'close')
-  return port
 }
 
 function postgresIds (): { uid: number, gid: number } | null {

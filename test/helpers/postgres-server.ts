@@ -8,10 +8,9 @@
 // (made by the Debian `postgresql` package) and every command runs through runuser.
 import { spawnSync } from 'node:child_process'
 import { chownSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
-import { once } from 'node:events'
-import { createServer } from 'node:net'
 import { tmpdir, userInfo } from 'node:os'
 import { join } from 'node:path'
+import { freePort } from './port.js'
 
 const INSTALL = 'apt-get install -y postgresql'
 
@@ -52,16 +51,6 @@ export function postgresMissing (): string | false {
     return `running as root and there is no postgres OS user to run initdb as; install the server package (${INSTALL}) to run the PostgreSQL store tests`
   }
   return false
-}
-
-async function freePort (): Promise<number> {
-  const server = createServer()
-  server.listen(0, '127.0.0.1')
-  await once(server, 'listening')
-  const { port } = server.address() as { port: number }
-  server.close()
-  await once(server, 'close')
-  return port
 }
 
 // Every cluster still running in this process, stopped on exit even if a test left it up.

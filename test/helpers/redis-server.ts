@@ -2,8 +2,8 @@
 // persisted (no RDB, no AOF); `stop` and `start` again on the same port simulate an outage.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
-import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
+import { freePort } from './port.js'
 
 export const REDIS_MISSING = 'redis-server not found on PATH; install it (apt-get install -y redis-server) to run the Redis lock store tests'
 
@@ -11,16 +11,6 @@ export const REDIS_MISSING = 'redis-server not found on PATH; install it (apt-ge
 export function hasRedisServer (): boolean {
   const probe = spawnSync('redis-server', ['--version'], { stdio: 'ignore' })
   return probe.error === undefined && probe.status === 0
-}
-
-async function freePort (): Promise<number> {
-  const server = createServer()
-  server.listen(0, '127.0.0.1')
-  await once(server, 'listening')
-  const { port } = server.address() as { port: number }
-  server.close()
-  await once(server, 'close')
-  return port
 }
 
 export class RedisServer {
