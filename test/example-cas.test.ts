@@ -73,7 +73,7 @@ test('node examples/cas.js: the printed commands do what they say', async (t) =>
   t.teardown(() => { child.kill('SIGTERM') })
   let output = ''
   await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error('the example did not start within 10 s')), 10_000)
+    const timer = setTimeout(() => reject(new Error('the example did not start within 30 s')), 30_000)
     child.stdout.on('data', (chunk: Buffer) => {
       output += chunk.toString()
       if (output.includes('# 412')) {

@@ -36,7 +36,7 @@ test('npm start: the printed curl commands give the statuses they promise', asyn
   t.teardown(() => { child.kill('SIGTERM') })
   let output = ''
   await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error('the example API did not start within 10 s')), 10_000)
+    const timer = setTimeout(() => reject(new Error('the example API did not start within 30 s')), 30_000)
     child.stdout.on('data', (chunk: Buffer) => {
       output += chunk.toString()
       if (output.includes('second is a 412')) { clearTimeout(timer); resolve() }

@@ -360,7 +360,7 @@ test('a lease deleted under a running write, through the plugin and a real Redis
     t.teardown(() => { child.kill('SIGTERM') })
     let output = ''
     await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`the example did not start within 10 s:\n${output}`)), 10_000)
+      const timer = setTimeout(() => reject(new Error(`the example did not start within 30 s:\n${output}`)), 30_000)
       child.stdout.on('data', (chunk: Buffer) => {
         output += chunk.toString()
         if (output.includes('# 200: the next value')) {

@@ -18,8 +18,8 @@ const SETTINGS = ['nodenext', 'node16', 'bundler', 'preserve', 'node10']
 
 // With skipLibCheck off each compile checks every declaration it reaches (Fastify's, Node's,
 // TypeBox's): 20 to 30 s of CPU each. Two run at a time; the five need more than the suite's
-// per-file limit on a loaded machine.
-t.setTimeout(300_000)
+// per-file limit on a loaded machine, and all five may take minutes there.
+t.setTimeout(600_000)
 
 /** node_modules/fastify-precondition beside the consumers, pointing at this package. */
 function linkPackage (): void {
