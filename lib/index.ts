@@ -273,14 +273,14 @@ const plugin: FastifyPluginAsync<FastifyPreconditionOptions> = async function fa
       const evaluated = evaluate('PUT', conditionalHeaders(request), { ...validators, etag }, state.weakIfMatch)
       if (outcomeStatus(evaluated) === 412) outcome = evaluated
     }
-    const route = request.routeOptions
-    publishPrecondition(request, `${Array.isArray(route.method) ? route.method.join(',') : String(route.method)} ${String(route.url)}`, 'failed')
+    // The route as the plugin names it: its methods (an array joins with commas) and its URL.
+    publishPrecondition(request, `${String(request.routeOptions.method)} ${String(request.routeOptions.url)}`, 'failed')
     state.problems.sendFailed(this, outcome, request.url, etag, detail, current === null)
     return this
   }
   fastify.decorateReply('failPrecondition', failPrecondition)
   fastify.decorateReply('setValidators', function setValidators (this: FastifyReply, current: Validators): FastifyReply {
-    const route = `${this.request.method} ${this.request.routeOptions.url ?? this.request.url}`
+    const route = `${this.request.method} ${String(this.request.routeOptions.url)}`
     const checked = checkValidators(current, route)
     if (checked === null) throw new TypeError(`fastify-precondition: ${route}: reply.setValidators needs the new validators ({ etag, lastModified }); got null`)
     setValidatorHeaders(this, checked)
