@@ -3,7 +3,7 @@
 // same route handlers, so a pair differs only in what the scenario measures.
 import { hash } from 'node:crypto'
 import Fastify from 'fastify'
-import fastifyPrecondition, { MemoryIdempotencyStore, MemoryLockStore, strongEtag } from 'fastify-precondition'
+import fastifyPrecondition, { defaultMessages, MemoryIdempotencyStore, MemoryLockStore, strongEtag } from 'fastify-precondition'
 import { representation } from './payloads.mjs'
 
 // A bounded set of resources: the load generator spreads writes over these keys.
@@ -160,11 +160,269 @@ function listenWithPool (app, pool) {
   }
 }
 
+// The plugin's 428 and 412 bodies for this route, as strings made once: a hand-written hook that
+// answers what the plugin answers (same status, headers and bytes) pays for these and no more.
+const PROBLEM_TYPE = 'application/problem+json; charset=utf-8'
+const problemHead = (status, detail) => '{"type":"about:blank","title":' + JSON.stringify(defaultMessages.titles[status]) +
+  ',"status":' + status + ',"detail":' + JSON.stringify(detail) + ',"instance":'
+const REQUIRED_HEAD = problemHead(428, defaultMessages.details.preconditionRequired.replaceAll('{hints}', defaultMessages.details.requireHintIfMatch))
+const REQUIRED_TAIL = ',"code":"FST_PRECONDITION_REQUIRED","required":["If-Match"]}'
+const FAILED_HEAD = problemHead(412, defaultMessages.details.ifMatchMismatch)
+const FAILED_TAIL = ',"code":"FST_PRECONDITION_FAILED","etag":'
+const instance = (url) => JSON.stringify(url.indexOf('?') === -1 ? url : url.slice(0, url.indexOf('?')))
+
+/** 428 from preParsing, as the plugin sends it: after every onRequest hook, before the body is read. */
+function floorRequire (request, reply, payload, done) {
+  if (request.headers['if-match'] !== undefined) done(null, payload)
+  else reply.code(428).header('content-type', PROBLEM_TYPE).send(REQUIRED_HEAD + instance(request.url) + REQUIRED_TAIL)
+}
+
+/** 412 with the current ETag as a header and a member, as the plugin sends it. */
+function floorFail (request, reply, etag) {
+  reply.code(412).header('etag', etag).header('content-type', PROBLEM_TYPE)
+    .send(FAILED_HEAD + instance(request.url) + FAILED_TAIL + JSON.stringify(etag) + '}')
+}
+
+/**
+ * A per-key lock for one process, written by hand: the first writer of a key takes it at once
+ * (a map entry), later ones queue; release hands it to the next or deletes the entry. No timeout,
+ * no fencing token, no lease-loss signal: the least a correct in-memory lock does.
+ */
+class HandLocks {
+  constructor () {
+    this.held = new Map()
+  }
+
+  /** null when taken at once, else a promise of the lock. */
+  acquire (key) {
+    const queue = this.held.get(key)
+    if (queue === undefined) {
+      this.held.set(key, null)
+      return null
+    }
+    return new Promise((resolve) => {
+      if (queue === null) this.held.set(key, [resolve])
+      else queue.push(resolve)
+    })
+  }
+
+  release (key) {
+    const queue = this.held.get(key)
+    if (queue === null || queue === undefined || queue.length === 0) this.held.delete(key)
+    else queue.shift()()
+  }
+}
+
+/**
+ * The floor of the plugin's guarded PUT, written by hand into a bare app: 428 from preParsing;
+ * in preHandler (after the body, after the route's own hooks) the resource's lock taken, its
+ * validators read and If-Match compared under it (one exact string comparison: enough for the
+ * single strong tag these requests send; every resource here exists), a 412 that lets the lock
+ * go at once, else the lock held until the response closes (finished, or its client gone); the
+ * ETag set by the handler after the write. `locks` null: the same checks with no lock.
+ */
+function floorPutApp (locks) {
+  const app = Fastify({ logger: false })
+  app.put('/items/:id', {
+    schema: putSchema,
+    preParsing: floorRequire,
+    preHandler (request, reply, done) {
+      const key = request.params.id
+      const check = () => {
+        const current = putValidators(request)
+        if (request.headers['if-match'] !== current.etag) {
+          if (locks !== null) locks.release(key)
+          floorFail(request, reply, current.etag)
+          return
+        }
+        if (locks !== null) {
+          const raw = reply.raw
+          if (raw.destroyed) {
+            locks.release(key)
+            return
+          }
+          raw.on('close', () => locks.release(key))
+        }
+        done()
+      }
+      const waiting = locks === null ? null : locks.acquire(key)
+      if (waiting === null) check()
+      else waiting.then(check)
+    }
+  }, function floorPutHandler (request, reply) {
+    // putHandler writes before it returns its promise: the ETag read now is the written one's.
+    const result = putHandler(request)
+    reply.header('etag', putValidators(request).etag)
+    return result
+  })
+  return app
+}
+
+/**
+ * A MeterProvider of @opentelemetry/sdk-metrics whose one reader never collects or exports: the
+ * instruments aggregate every measurement, as under any real reader, and nothing leaves the
+ * process.
+ */
+async function idleMeterProvider () {
+  const { MeterProvider, MetricReader } = await import('@opentelemetry/sdk-metrics')
+  class IdleReader extends MetricReader {
+    async onForceFlush () {}
+    async onShutdown () {}
+  }
+  return new MeterProvider({ readers: [new IdleReader()] })
+}
+
 export const builders = {
   /** Fastify with no plugin: the baseline of every PUT scenario. */
   async 'bare-put' () {
     const app = Fastify({ logger: false })
     app.put('/items/:id', { schema: putSchema }, putHandler)
+    return listenFastify(app)
+  },
+
+  /**
+   * The floor of the guarded PUT (and of its 428 and 412): the same answers from hand-written
+   * hooks, with a hand-written in-memory per-key lock (see floorPutApp).
+   */
+  async 'floor-put' () {
+    return listenFastify(floorPutApp(new HandLocks()))
+  },
+
+  /** The same hand-written hooks with no lock: what the lock costs when written by hand. */
+  async 'floor-put-nolock' () {
+    return listenFastify(floorPutApp(null))
+  },
+
+  /** The plugin registered, the PUT route without `concurrency`: what its decorations cost alone. */
+  async 'plugin-put-registered' () {
+    const app = Fastify({ logger: false })
+    await app.register(fastifyPrecondition)
+    app.put('/items/:id', { schema: putSchema }, putHandler)
+    return listenFastify(app)
+  },
+
+  /** The plugin's PUT with `require: 'if-match'` alone: its 428 hook and its onSend hook. */
+  async 'plugin-put-require' () {
+    const app = Fastify({ logger: false })
+    await app.register(fastifyPrecondition)
+    app.put('/items/:id', { schema: putSchema, concurrency: { require: 'if-match' } }, putHandler)
+    return listenFastify(app)
+  },
+
+  /** The plugin's PUT with validators and `lock: false`: the check in preHandler, no lock. */
+  async 'plugin-put-nolock' () {
+    return listenFastify(await pluginPut({ lock: false }))
+  },
+
+  /**
+   * The plugin's PUT with `preconditionMetrics()` from fastify-precondition/otel subscribed, on a
+   * real MeterProvider (@opentelemetry/sdk-metrics) whose reader never exports.
+   */
+  async 'plugin-put-otel' () {
+    const { preconditionMetrics } = await import('fastify-precondition/otel')
+    preconditionMetrics({ meterProvider: await idleMeterProvider() })
+    return listenFastify(await pluginPut({}))
+  },
+
+  /**
+   * The same with `preconditionMetrics()` on the global provider, which is the API's no-op one
+   * while no SDK is registered: the channels and the attributes, no aggregation.
+   */
+  async 'plugin-put-otel-noop' () {
+    const { preconditionMetrics } = await import('fastify-precondition/otel')
+    preconditionMetrics()
+    return listenFastify(await pluginPut({}))
+  },
+
+  /**
+   * A hand-written Redis lock in the floor's hooks: SET key token NX PX to take it (retried
+   * every 5 ms while taken), and a delete-if-owner script to give it back when the response
+   * closes: two round trips, the least a lock that never deletes another holder's does. No
+   * fencing token, renewal or timeout. redis-server's port comes from the environment.
+   */
+  async 'floor-put-redis' () {
+    const redis = await redisClient()
+    const { client } = redis
+    client.defineCommand('floorRelease', {
+      numberOfKeys: 1,
+      lua: 'if redis.call("get", KEYS[1]) == ARGV[1] then return redis.call("del", KEYS[1]) end return 0'
+    })
+    const owner = process.pid + ':'
+    let acquisitions = 0
+    const app = Fastify({ logger: false })
+    app.put('/items/:id', {
+      schema: putSchema,
+      preParsing: floorRequire,
+      preHandler (request, reply, done) {
+        const key = 'floor:' + request.params.id
+        const token = owner + (++acquisitions)
+        const release = () => { client.floorRelease(key, token).catch(() => {}) }
+        const take = () => client.set(key, token, 'PX', 10_000, 'NX').then((taken) => {
+          if (taken === null) {
+            setTimeout(take, 5)
+            return
+          }
+          const current = putValidators(request)
+          if (request.headers['if-match'] !== current.etag) {
+            release()
+            floorFail(request, reply, current.etag)
+            return
+          }
+          const raw = reply.raw
+          if (raw.destroyed) {
+            release()
+            return
+          }
+          raw.on('close', release)
+          done()
+        }, done)
+        take()
+      }
+    }, function floorPutHandler (request, reply) {
+      const result = putHandler(request)
+      reply.header('etag', putValidators(request).etag)
+      return result
+    })
+    return listenWithRedis(app, redis)
+  },
+
+  /**
+   * The floor of the GET with validators: a hand-written preHandler hook sets ETag and
+   * Last-Modified (the date formatted once: the plugin formats it once a second) and answers 304
+   * when If-None-Match is the current tag (one exact comparison: the single tag these requests
+   * send).
+   */
+  async 'floor-get' () {
+    const lastModified = SMALL_ITEM.lastModified.toUTCString()
+    const app = Fastify({ logger: false })
+    app.get('/items/:id', {
+      schema: { params: putSchema.params },
+      preHandler (request, reply, done) {
+        const current = SMALL_ITEM
+        reply.header('etag', current.etag).header('last-modified', lastModified)
+        if (request.headers['if-none-match'] === current.etag) reply.code(304).send()
+        else done()
+      }
+    }, async function getHandler (_request, reply) {
+      reply.type('application/json')
+      return SMALL_ITEM.body
+    })
+    return listenFastify(app)
+  },
+
+  /** The plugin registered, the GET route without `concurrency`. */
+  async 'plugin-get-registered' () {
+    const app = Fastify({ logger: false })
+    await app.register(fastifyPrecondition)
+    getRoute(app, SMALL_ITEM)
+    return listenFastify(app)
+  },
+
+  /** The plugin registered, the POST route without `concurrency`. */
+  async 'plugin-post-registered' () {
+    const app = Fastify({ logger: false })
+    await app.register(fastifyPrecondition)
+    app.post('/orders', { schema: postSchema }, postHandler)
     return listenFastify(app)
   },
 

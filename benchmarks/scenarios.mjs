@@ -1,7 +1,7 @@
 // The scenarios of the precondition path, each measured against its baseline (issue table).
 // `a` is the server measured, `b` its baseline; ratios are a / b. A target names the metric,
 // `min` for throughput (higher is better) and `max` for CPU per request (lower is better).
-import { ITEM_10K } from './apps.mjs'
+import { ITEM_10K, SMALL_ITEM } from './apps.mjs'
 
 const json = { 'content-type': 'application/json' }
 // Writes: each connection on its own resource, so the locks are never contended unless a
@@ -106,11 +106,90 @@ export const scenarios = [
     targets: []
   },
   {
+    id: 'get-304',
+    title: 'GET 304 via validators (If-None-Match current), 200 B representation',
+    a: 'plugin-get',
+    b: 'bare-get',
+    baseline: 'bare Fastify GET answering 200',
+    spec: get({ 'if-none-match': SMALL_ITEM.etag }),
+    expect: { a: 304, b: 200 },
+    targets: []
+  },
+  {
+    id: 'get-200-floor',
+    title: 'GET 200 via validators',
+    a: 'plugin-get',
+    b: 'floor-get',
+    baseline: 'the floor: a hand-written If-None-Match check and validators in a hook',
+    spec: get({}),
+    expect: { a: 200, b: 200 },
+    targets: []
+  },
+  {
+    id: 'get-304-floor',
+    title: 'GET 304 via validators, 200 B representation',
+    a: 'plugin-get',
+    b: 'floor-get',
+    baseline: 'the floor: a hand-written If-None-Match check and validators in a hook',
+    spec: get({ 'if-none-match': SMALL_ITEM.etag }),
+    expect: { a: 304, b: 304 },
+    targets: []
+  },
+  {
     id: 'put-match-hand',
     title: 'PUT, matching If-Match, memory lock, sync validators',
     a: 'plugin-put',
     b: 'hand-put',
     baseline: 'hand-written If-Match checks in two hooks, no lock',
+    spec: put(MATCHING),
+    expect: { a: 200, b: 200 },
+    targets: []
+  },
+  {
+    id: 'put-match-floor',
+    title: 'PUT, matching If-Match, memory lock, sync validators',
+    a: 'plugin-put',
+    b: 'floor-put',
+    baseline: 'the floor: 428 and If-Match checks in hand-written hooks, a hand-written in-memory lock',
+    spec: put(MATCHING),
+    expect: { a: 200, b: 200 },
+    targets: []
+  },
+  {
+    id: 'put-412-floor',
+    title: 'PUT, stale If-Match → 412',
+    a: 'plugin-put',
+    b: 'floor-put',
+    baseline: 'the floor: the same 412 from a hand-written hook, under a hand-written lock',
+    spec: put(STALE),
+    expect: { a: 412, b: 412 },
+    targets: []
+  },
+  {
+    id: 'put-428-floor',
+    title: 'PUT without If-Match → 428',
+    a: 'plugin-put',
+    b: 'floor-put',
+    baseline: 'the floor: the same 428 from a hand-written preParsing hook',
+    spec: put({}),
+    expect: { a: 428, b: 428 },
+    targets: []
+  },
+  {
+    id: 'put-match-otel',
+    title: 'PUT, matching If-Match, memory lock, preconditionMetrics() on an SDK MeterProvider that never exports',
+    a: 'plugin-put-otel',
+    b: 'bare-put',
+    spec: put(MATCHING),
+    expect: { a: 200, b: 200 },
+    targets: []
+  },
+  {
+    id: 'put-match-otel-cost',
+    title: 'PUT, matching If-Match: preconditionMetrics() subscribed against no subscriber (the default)',
+    a: 'plugin-put-otel',
+    b: 'plugin-put',
+    baseline: 'the plugin with no subscriber',
     spec: put(MATCHING),
     expect: { a: 200, b: 200 },
     targets: []
@@ -208,6 +287,16 @@ export const scenarios = [
     id: 'put-match-redis-floor',
     title: 'PUT, matching If-Match, a bare two-command Redis lock (SET NX PX, DEL: the floor, not a safe lock)',
     a: 'plugin-put-redis-floor',
+    b: 'bare-put',
+    spec: put(MATCHING),
+    expect: { a: 200, b: 200 },
+    needsRedis: true,
+    targets: []
+  },
+  {
+    id: 'put-match-redis-hand',
+    title: 'PUT, matching If-Match, a hand-written Redis lock (SET NX PX, delete-if-owner script) in the floor\'s hooks',
+    a: 'floor-put-redis',
     b: 'bare-put',
     spec: put(MATCHING),
     expect: { a: 200, b: 200 },
