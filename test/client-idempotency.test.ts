@@ -260,7 +260,8 @@ test('the key is in use: 409, then the stored answer after Retry-After', async (
 })
 
 test('a timeout counts as a lost answer; a key still in use after every resend is an OutcomeUnknownError', async (t) => {
-  const { state, orders, hold } = await start(t, { retryAfter: 0 })
+  // A 1 s lease: the 409's Retry-After says when it ends.
+  const { state, orders, hold } = await start(t, { idempotencyStore: memoryIdempotencyStore({ lease: 1000 }) })
   const { open } = hold()
   const statuses: number[] = []
   const recorded: typeof fetch = async (input, init) => {
@@ -268,10 +269,11 @@ test('a timeout counts as a lost answer; a key still in use after every resend i
     statuses.push(response.status)
     return response
   }
-  const error = await idempotentWrite(orders, { item: 'tea' }, { fetch: recorded, timeout: 50, maxResends: 2, baseDelay: 1 })
+  // A timeout long enough for a 409 on a loaded machine; the first send is held past it.
+  const error = await idempotentWrite(orders, { item: 'tea' }, { fetch: recorded, timeout: 500, maxResends: 2, baseDelay: 1 })
     .catch((e: unknown) => e) as OutcomeUnknownError
   t.type(error, OutcomeUnknownError)
-  t.same(statuses, [409, 409], 'the first send timed out; each resend found the key in use (Retry-After: 0)')
+  t.same(statuses, [409, 409], 'the first send timed out; each resend found the key in use (Retry-After: 1, the lease left)')
   t.match(error.message, /its Idempotency-Key was still in use after 3 sends/)
   const cause = error.cause as UnexpectedResponseError
   t.type(cause, UnexpectedResponseError)
