@@ -221,11 +221,6 @@ class Claim implements RequestIdempotency {
     if (this.state !== ClaimState.RUNNING) return
     if (answer) {
       this.state = ClaimState.SENDING
-    /* c8 ignore next 3 -- the gate saw its client gone before the response emitted 'close' (which
-       releases it otherwise): a race of the socket and the event, not one a test can order */
-    } else if (!this.ran) {
-      // Nothing ran: a retry may run it.
-      this.release()
     } else if (this.reply.sent) {
       // Hijacked, or ended by hand: the request was applied and its answer is not known.
       this.notKept()
@@ -237,9 +232,9 @@ class Claim implements RequestIdempotency {
 
   private onClose (): void {
     this.closed = true
-    if (this.state === ClaimState.RUNNING && !this.ran) {
-      // Gone while the gate or the check had the request (waiting for the lock, say): its handler
-      // will not run, and a retry may run it now.
+    if (!this.ran && this.state >= ClaimState.RUNNING && this.state <= ClaimState.PENDING) {
+      // Gone while the gate or the check had the request (waiting for the lock, say), or after
+      // they gave up on it: its handler did not run, and a retry may run it now.
       this.release()
       return
     }
