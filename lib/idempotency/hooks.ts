@@ -123,8 +123,8 @@ function isThenable<T> (value: unknown): value is PromiseLike<T> {
 function ignore (): void {}
 
 /**
- * How much of a streamed answer whose client has gone is read, to be stored, where the store sets
- * no limit of its own (bytes): an endless stream is not read forever for nobody.
+ * The largest answer recorded where the store sets no limit of its own (bytes): an endless stream
+ * whose client has gone is not read forever for nobody, nor one that flows to its client kept.
  */
 export const DRAIN_LIMIT = 16 * 1024 * 1024
 
@@ -294,6 +294,8 @@ class Claim implements RequestIdempotency {
    * `draining`: nobody else reads it, so past the store's limit it is stopped.
    */
   private record (stream: Readable, status: number, draining: boolean): void {
+    // Past the limit a stream nobody else reads is stopped; one its client reads flows on.
+    const stop: () => unknown = draining ? stream.destroy.bind(stream) : ignore
     const chunks: Buffer[] = []
     let bytes = 0
     let kept = true
@@ -304,10 +306,10 @@ class Claim implements RequestIdempotency {
       if (event === 'data' && kept) {
         const piece = typeof chunk === 'string' ? Buffer.from(chunk) : chunk as Buffer
         bytes += piece.length
-        if (claim.tooLarge(bytes, draining)) {
+        if (claim.tooLarge(bytes)) {
           kept = false
           chunks.length = 0
-          if (draining) stream.destroy()
+          stop()
         } else {
           chunks.push(piece)
         }
@@ -330,10 +332,9 @@ class Claim implements RequestIdempotency {
     } as typeof stream.emit
   }
 
-  /** Past what the store keeps; `draining`, past DRAIN_LIMIT where the store sets no limit. */
-  private tooLarge (bytes: number, draining = false): boolean {
-    const limit = this.store.maxAnswerBytes ?? (draining ? DRAIN_LIMIT : undefined)
-    return limit !== undefined && bytes > limit
+  /** Past what the store keeps, or DRAIN_LIMIT where the store sets no limit of its own. */
+  private tooLarge (bytes: number): boolean {
+    return bytes > (this.store.maxAnswerBytes ?? DRAIN_LIMIT)
   }
 
   private response (status: number, body: Buffer | string): StoredResponse {
@@ -399,7 +400,7 @@ class Claim implements RequestIdempotency {
     // failure at COMMIT, retried by the handler): the store's token check tells whether the key is
     // still this request's.
     if (state !== ClaimState.RUNNING && state !== ClaimState.PENDING) {
-      throw new IdempotencyClaimLostError(this.key, state === ClaimState.READ || state === ClaimState.CLAIMING ? 'it is not claimed yet: call complete from the handler' : 'it was answered already')
+      throw new IdempotencyClaimLostError(this.key, 'it is not claimed yet, or answered already: call complete from the handler, before it answers')
     }
     const reply = this.reply
     let serialized: Buffer | string
@@ -410,7 +411,7 @@ class Claim implements RequestIdempotency {
       // What Fastify sets when it serializes the same value: the stored answer has it too.
       if (!reply.hasHeader('content-type')) reply.header('content-type', 'application/json; charset=utf-8')
     }
-    const size = typeof serialized === 'string' ? Buffer.byteLength(serialized) : serialized.length
+    const size = Buffer.byteLength(serialized)
     const response = this.tooLarge(size)
       ? { status: reply.statusCode, headers: {}, body: '', replayable: false as const }
       : this.response(reply.statusCode, serialized)
