@@ -1,12 +1,36 @@
-// The route option `concurrency`, checked once when the route is declared and turned into the
-// fixed policy the hooks read. Nothing here runs per request.
+// The route option `concurrency`, its types and its checks: checked once when the route is
+// declared and turned into the fixed policy the route plan is made of. Nothing here runs per
+// request but `checkHeaders` of a `headers` function's result.
 import type { FastifyRequest } from 'fastify'
 import { invalidOption } from './errors.js'
-import type { Validators } from './evaluate.js'
-import { toIdempotencyPolicy, type IdempotencyOptions, type IdempotencyPolicy } from './idempotency/policy.js'
+import type { Validators } from './http/evaluate.js'
+import type { RequirableHeader } from './http/preconditions.js'
 
-/** The precondition header fields a route can demand with `require`. */
-export type RequirableHeader = 'if-match' | 'if-unmodified-since' | 'if-none-match'
+export type { RequirableHeader }
+
+/** `concurrency.idempotency`: `true`, or these options. */
+export interface IdempotencyOptions<Request = FastifyRequest> {
+  /** Answer 400 to an unsafe request without an Idempotency-Key. Default false: such a request just runs. */
+  required?: boolean
+  /** How long a finished response is kept and replayed, in seconds. Default 86400 (24 h). */
+  ttl?: number
+  /**
+   * Whose key it is, e.g. `(request) => request.user.id`: the same key under another scope is
+   * another key, so one client can neither replay nor block another's. Default: one scope for all.
+   */
+  scope?: (request: Request) => string
+}
+
+export interface IdempotencyPolicy {
+  required: boolean
+  /** In milliseconds. */
+  ttl: number
+  scope: ((request: FastifyRequest) => string) | null
+}
+
+const IDEMPOTENCY_KEYS = new Set(['required', 'ttl', 'scope'])
+/** The longest ttl: a year, well inside what a Redis PX or a timer can hold. */
+const MAX_TTL = 365 * 86400
 
 /** The route option `concurrency`. */
 export interface ConcurrencyOptions<Request = FastifyRequest> {
@@ -60,11 +84,6 @@ export interface Policy {
   headers: Record<string, string> | ((request: FastifyRequest) => Record<string, string>) | null
   idempotency: IdempotencyPolicy | null
   create: boolean
-}
-
-/** Methods that never change a resource: never refused with 428, never locked. */
-export function isSafe (method: string): boolean {
-  return method === 'GET' || method === 'HEAD' || method === 'OPTIONS' || method === 'TRACE'
 }
 
 const KEYS = new Set(['require', 'validators', 'stage', 'key', 'lock', 'headers', 'idempotency', 'create'])
@@ -138,5 +157,38 @@ export function toPolicy (option: unknown, route: string): Policy {
     headers: (headers ?? null) as Policy['headers'],
     create: create ?? true,
     idempotency: idempotencyPolicy
+  }
+}
+
+/**
+ * Validates `concurrency.idempotency`; throws `FST_PRECONDITION_INVALID_IDEMPOTENCY`. Returns
+ * null for `false` (off), so a route can switch it by configuration.
+ */
+export function toIdempotencyPolicy (option: unknown, route: string): IdempotencyPolicy | null {
+  if (option === false) return null
+  if (option === true) return { required: false, ttl: 86400_000, scope: null }
+  if (typeof option !== 'object' || option === null || Array.isArray(option)) {
+    throw invalidOption('idempotency', `${route}: concurrency.idempotency must be true or an object with any of required, ttl, scope; got ${JSON.stringify(option)}`)
+  }
+  for (const name of Object.keys(option)) {
+    if (!IDEMPOTENCY_KEYS.has(name)) {
+      throw invalidOption('idempotency', `${route}: concurrency.idempotency.${name} is not an option; known: ${[...IDEMPOTENCY_KEYS].join(', ')}`)
+    }
+  }
+  const { required, ttl, scope } = option as IdempotencyOptions
+  if (required !== undefined && typeof required !== 'boolean') {
+    throw invalidOption('idempotency', `${route}: concurrency.idempotency.required must be a boolean; got ${JSON.stringify(required)}`)
+  }
+  // Fractions are allowed (0.5 is half a second): tests and short-lived flows want them.
+  if (ttl !== undefined && !(typeof ttl === 'number' && ttl >= 0.001 && ttl <= MAX_TTL)) {
+    throw invalidOption('idempotency', `${route}: concurrency.idempotency.ttl must be a number of seconds from 0.001 to ${MAX_TTL}; got ${JSON.stringify(ttl)}`)
+  }
+  if (scope !== undefined && typeof scope !== 'function') {
+    throw invalidOption('idempotency', `${route}: concurrency.idempotency.scope must be a function (request) => string`)
+  }
+  return {
+    required: required ?? false,
+    ttl: Math.round((ttl ?? 86400) * 1000),
+    scope: (scope ?? null) as IdempotencyPolicy['scope']
   }
 }

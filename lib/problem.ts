@@ -6,7 +6,9 @@
 import { Type, type Static } from 'typebox'
 import type { FastifyReply } from 'fastify'
 import { invalidOption, ProblemCode } from './errors.js'
-import { Outcome } from './evaluate.js'
+import { Outcome } from './http/evaluate.js'
+import { orList } from './shared.js'
+import { kProblemEtag, type SlottedReply } from './slots.js'
 
 /** The TypeBox schema of every problem body the plugin sends. */
 export const ProblemDetailsSchema = Type.Object({
@@ -24,8 +26,15 @@ export type ProblemDetails = Static<typeof ProblemDetailsSchema>
 
 export const PROBLEM_CONTENT_TYPE = 'application/problem+json; charset=utf-8'
 
-/** The reply slot holding the ETag a 412 revealed: the one ETag a problem answer may carry. */
-export const kProblemEtag = Symbol('fastify-precondition.problemEtag')
+/**
+ * A problem the plugin answered carries no ETag but the current one of a 412: not a hash of the
+ * problem body, which app-wide hooks such as @fastify/etag's would add. For an onSend hook.
+ */
+export function dropForeignProblemEtag (reply: FastifyReply): void {
+  if (reply.statusCode >= 400 && reply.getHeader('content-type') === PROBLEM_CONTENT_TYPE && reply.getHeader('etag') !== (reply as SlottedReply)[kProblemEtag]) {
+    reply.removeHeader('etag')
+  }
+}
 
 /**
  * Texts of the problem bodies. In `preconditionRequired`, `{headers}` stands for the header names
@@ -197,7 +206,7 @@ export class ProblemWriter {
   /** A route's 428 body, around the path: [head, tail]. Built when the route is declared. */
   required (headers: string[]): [string, string] {
     const names = headers.map(canonicalHeaderName)
-    const list = names.length === 1 ? names[0] : names.slice(0, -1).join(', ') + ' or ' + names[names.length - 1]
+    const list = orList(names)
     const details = this.messages.details
     const hints = headers.map((name) => name === 'if-match'
       ? details.requireHintIfMatch
@@ -223,7 +232,7 @@ export class ProblemWriter {
     let body = head + JSON.stringify(requestPath(url)) + this.failedTail
     if (etag !== undefined && this.exposeEtag) {
       body += ',"etag":' + JSON.stringify(etag)
-      ;(reply as FastifyReply & { [kProblemEtag]: string | null })[kProblemEtag] = etag
+      ;(reply as SlottedReply)[kProblemEtag] = etag
       this.emit(reply, 412, body + '}', { etag })
     } else {
       this.emit(reply, 412, body + '}', null)

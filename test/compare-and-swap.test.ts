@@ -5,7 +5,7 @@ import etag from '@fastify/etag'
 import Fastify from 'fastify'
 import { test } from 'tap'
 import fastifyPrecondition, { ifMatchVersions } from '../lib/index.js'
-import { parsePreconditions } from '../lib/preconditions.js'
+import { parsePreconditions } from '../lib/http/preconditions.js'
 
 test('create: false: a PUT to a missing resource answers its 404, never a problem that suggests creating it', async (t) => {
   const app = Fastify()

@@ -2,7 +2,7 @@ import { test } from 'tap'
 import {
   anyStrongMatch, anyWeakMatch, isEntityTagStart, normalizeEtag, parseEntityTag, parseEntityTags, strongCompare, weakCompare,
   type EntityTagCondition
-} from '../lib/entity-tag.js'
+} from '../lib/http/entity-tag.js'
 
 test('RFC 9110 §8.8.3 / §13.1.1: parseEntityTags', async (t) => {
   const cases: Array<[string, EntityTagCondition, string]> = [

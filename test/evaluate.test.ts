@@ -1,6 +1,6 @@
 import { test } from 'tap'
-import { evaluate, Outcome, outcomeHeader, outcomeStatus, toWholeSeconds } from '../lib/evaluate.js'
-import { hasUsablePrecondition, parsePreconditions } from '../lib/preconditions.js'
+import { evaluate, Outcome, outcomeHeader, outcomeStatus, toWholeSeconds } from '../lib/http/evaluate.js'
+import { hasUsablePrecondition, parsePreconditions } from '../lib/http/preconditions.js'
 import { countCases, evaluationCases } from './helpers/rfc-cases.js'
 
 test('the RFC 9110 table holds at least 150 cases', async (t) => {

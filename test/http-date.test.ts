@@ -1,5 +1,5 @@
 import { test } from 'tap'
-import { formatHttpDate, parseHttpDate } from '../lib/http-date.js'
+import { formatHttpDate, parseHttpDate } from '../lib/http/http-date.js'
 
 // Seconds since the epoch for a UTC calendar time, months counted from 1 as people write them.
 function utc (year: number, month: number, day: number, hour = 0, minute = 0, second = 0): number {

@@ -1,6 +1,6 @@
 // concurrency.idempotency is checked when the route is declared.
 import { test } from 'tap'
-import { toIdempotencyPolicy } from '../lib/idempotency/policy.js'
+import { toIdempotencyPolicy } from '../lib/policy.js'
 
 test('accepted forms', async (t) => {
   t.equal(toIdempotencyPolicy(false, 'POST /x'), null, 'false is off')

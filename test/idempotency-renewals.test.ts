@@ -1,6 +1,6 @@
 // One timer renews every running Idempotency-Key claim of a store.
 import { test } from 'tap'
-import { Renewals } from '../lib/idempotency/hooks.js'
+import { Renewals } from '../lib/idempotency/renewals.js'
 import { sleep } from './helpers/http.js'
 
 /** Waits (up to 2 s) until `condition` holds. */

@@ -6,7 +6,7 @@ import Fastify, { type FastifyInstance, type FastifySchema, type FastifySchemaCo
 import fastifySwagger from '@fastify/swagger'
 import SwaggerParser from '@apidevtools/swagger-parser'
 import fastifyPrecondition, { ProblemCode, ProblemDetailsSchema, type FastifyPreconditionOptions } from '../lib/index.js'
-import { finishDocument } from '../lib/schema.js'
+import { finishDocument } from '../lib/openapi/schema.js'
 
 type Json = Record<string, any> // a generated document, walked by path
 

@@ -1,10 +1,10 @@
 import { performance } from 'node:perf_hooks'
 import fc from 'fast-check'
 import { test } from 'tap'
-import { normalizeEtag, parseEntityTag, parseEntityTags } from '../lib/entity-tag.js'
-import { evaluate, Outcome, type ConditionalHeaders, type Validators } from '../lib/evaluate.js'
-import { formatHttpDate, parseHttpDate } from '../lib/http-date.js'
-import { parsePreconditions } from '../lib/preconditions.js'
+import { normalizeEtag, parseEntityTag, parseEntityTags } from '../lib/http/entity-tag.js'
+import { evaluate, Outcome, type ConditionalHeaders, type Validators } from '../lib/http/evaluate.js'
+import { formatHttpDate, parseHttpDate } from '../lib/http/http-date.js'
+import { parsePreconditions } from '../lib/http/preconditions.js'
 
 // Header-ish text: any UTF-16 code unit (lone surrogates and control characters included),
 // full code points, and strings built from the characters the parsers branch on, which random

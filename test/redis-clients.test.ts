@@ -7,7 +7,7 @@ import { Redis as Redis6 } from 'ioredis6'
 import { createRequire } from 'node:module'
 import { test } from 'tap'
 import fastifyPrecondition, { LockTimeoutError } from '../lib/index.js'
-import { redisLockStore } from '../lib/locks/redis.js'
+import { redisLockStore } from '../lib/redis.js'
 import { hasRedisServer, REDIS_MISSING, RedisServer } from './helpers/redis-server.js'
 
 const require = createRequire(import.meta.url)

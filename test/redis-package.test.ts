@@ -44,7 +44,7 @@ test('the main entry never loads ioredis or redis-semaphore', async (t) => {
 })
 
 test('the subpath loads no Redis package itself, and both module systems give the same store', async (t) => {
-  for (const entry of ['dist/esm/locks/redis.js', 'dist/cjs/locks/redis.js']) {
+  for (const entry of ['dist/esm/redis.js', 'dist/cjs/redis.js']) {
     const external = [...externalImports(entry)]
     t.ok(external.includes('@fastify/error'), `${entry}: the walk sees the subpath's imports`)
     t.same(external.filter((name) => REDIS_PACKAGES.test(name)), [], `${entry}: the client is the caller's`)

@@ -5,7 +5,7 @@ import { once } from 'node:events'
 import { fileURLToPath } from 'node:url'
 import { Redis } from 'ioredis'
 import { test, type Test } from 'tap'
-import { redisLockStore } from '../lib/locks/redis.js'
+import { redisLockStore } from '../lib/redis.js'
 import { hasRedisServer, REDIS_MISSING, startRedis } from './helpers/redis-server.js'
 
 const skip = hasRedisServer() ? false : REDIS_MISSING

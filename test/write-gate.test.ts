@@ -1,4 +1,4 @@
-// The write lifecycle state machine (lib/write-gate.ts) on every path it has: handlers that answer
+// The write lifecycle state machine (lib/locks/write-gate.ts) on every path it has: handlers that answer
 // synchronously, later from a callback, or through a hijacked reply; leases that are lost before
 // or during the handler; stores of the older shape; clients that leave while waiting or while
 // validators fail. Each ends with the resource's lock given back.
@@ -7,7 +7,7 @@ import Fastify, { type FastifyReply, type FastifyRequest, type RouteOptions } fr
 import { test } from 'tap'
 import fastifyPrecondition, { LockLostError, LockTimeoutError, LockUnavailableError, MemoryLockStore, type Lease, type LeaseLossListener, type LockStore } from '../lib/index.js'
 import type { LockAcquireContext, LockReleaseMessage } from '../lib/observe.js'
-import { kGate } from '../lib/write-gate.js'
+import { kGate } from '../lib/slots.js'
 import { partialRequest, send, sleep } from './helpers/http.js'
 
 function logLines () {

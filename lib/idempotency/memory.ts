@@ -14,6 +14,7 @@
 // eviction is O(1). (Not a Map's insertion order: reading the first key of a Map after deleting
 // the ones before it walks over their holes, which made eviction quadratic in the table size.)
 import { invalidOption } from '../errors.js'
+import { positiveInteger } from '../shared.js'
 import { claimToken } from './token.js'
 import type { ClaimResult, IdempotencyStore, StoredResponse } from './store.js'
 
@@ -71,14 +72,6 @@ export interface MemoryIdempotencyStoreOptions {
   now?: () => number
 }
 
-function positiveInteger (name: string, value: unknown, fallback: number, unit: string): number {
-  if (value === undefined) return fallback
-  if (!Number.isSafeInteger(value) || (value as number) <= 0) {
-    throw invalidOption('idempotencyStore', `memoryIdempotencyStore: ${name} must be a positive whole number of ${unit}; got ${String(value)}`)
-  }
-  return value as number
-}
-
 function bodyBytes (body: Buffer | string): number {
   return typeof body === 'string' ? Buffer.byteLength(body) : body.byteLength
 }
@@ -112,11 +105,11 @@ export class MemoryIdempotencyStore implements IdempotencyStore {
     if (typeof options !== 'object' || options === null) {
       throw invalidOption('idempotencyStore', 'memoryIdempotencyStore: options must be an object: { lease?, sweepInterval?, maxBytes?, maxRecords?, maxAnswerBytes?, log? }')
     }
-    this.lease = positiveInteger('lease', options.lease, 10_000, 'milliseconds')
-    this.sweepInterval = positiveInteger('sweepInterval', options.sweepInterval, 60_000, 'milliseconds')
-    this.maxBytes = positiveInteger('maxBytes', options.maxBytes, 64 * MiB, 'bytes')
-    this.maxRecords = positiveInteger('maxRecords', options.maxRecords, 100_000, 'records')
-    this.maxAnswerBytes = positiveInteger('maxAnswerBytes', options.maxAnswerBytes, Math.min(MiB, this.maxBytes), 'bytes')
+    this.lease = positiveInteger('idempotencyStore', 'memoryIdempotencyStore', 'lease', options.lease, 10_000, 'milliseconds')
+    this.sweepInterval = positiveInteger('idempotencyStore', 'memoryIdempotencyStore', 'sweepInterval', options.sweepInterval, 60_000, 'milliseconds')
+    this.maxBytes = positiveInteger('idempotencyStore', 'memoryIdempotencyStore', 'maxBytes', options.maxBytes, 64 * MiB, 'bytes')
+    this.maxRecords = positiveInteger('idempotencyStore', 'memoryIdempotencyStore', 'maxRecords', options.maxRecords, 100_000, 'records')
+    this.maxAnswerBytes = positiveInteger('idempotencyStore', 'memoryIdempotencyStore', 'maxAnswerBytes', options.maxAnswerBytes, Math.min(MiB, this.maxBytes), 'bytes')
     if (this.maxAnswerBytes > this.maxBytes) {
       throw invalidOption('idempotencyStore', `memoryIdempotencyStore: maxAnswerBytes (${this.maxAnswerBytes}) must be at most maxBytes (${this.maxBytes})`)
     }

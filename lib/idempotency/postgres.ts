@@ -9,6 +9,7 @@
 // key and when it frees. A row past expires_at (a lease that ran out, a ttl that ended) is free:
 // a claim takes it over, and the store deletes such rows a bounded batch at a time (`sweep`).
 import { invalidOption } from '../errors.js'
+import { positiveInteger } from '../shared.js'
 import { claimToken } from './token.js'
 import type { ClaimResult, IdempotencyStore, StoredResponse, TransactionClient } from './store.js'
 
@@ -139,14 +140,6 @@ interface ReadRow {
   replayable: boolean
 }
 
-function positiveInteger (name: string, value: unknown, fallback: number, zero = false): number {
-  if (value === undefined) return fallback
-  if (!Number.isSafeInteger(value) || (value as number) < (zero ? 0 : 1)) {
-    fail(`${name} must be a ${zero ? 'whole number, 0 or more' : 'positive whole number'}; got ${String(value)}`)
-  }
-  return value as number
-}
-
 // How PostgreSQL refuses a CREATE … IF NOT EXISTS that raced another session's: a unique
 // violation in its catalogs (23505), or the table (42P07) or its row type (42710) made meanwhile.
 const CREATED_MEANWHILE = new Set(['23505', '42P07', '42710'])
@@ -179,9 +172,9 @@ export class PgIdempotencyStore implements IdempotencyStore {
     if (createTable !== undefined && typeof createTable !== 'boolean') fail(`createTable must be a boolean; got ${String(createTable)}`)
     this.pool = pool
     this.table = tableNames(table).table
-    this.lease = positiveInteger('lease (ms)', options.lease, 10_000)
-    this.maxAnswerBytes = positiveInteger('maxAnswerBytes', options.maxAnswerBytes, 1024 * 1024)
-    this.sweepEvery = positiveInteger('sweepEvery', options.sweepEvery, 100, true)
+    this.lease = positiveInteger('idempotencyStore', 'pgIdempotencyStore', 'lease (ms)', options.lease, 10_000)
+    this.maxAnswerBytes = positiveInteger('idempotencyStore', 'pgIdempotencyStore', 'maxAnswerBytes', options.maxAnswerBytes, 1024 * 1024)
+    this.sweepEvery = positiveInteger('idempotencyStore', 'pgIdempotencyStore', 'sweepEvery', options.sweepEvery, 100, '', 0)
     this.createTable = createTable ?? false
     this.sql = statements(this.table)
     this.ddl = idempotencyTableSql(table)

@@ -46,3 +46,13 @@ export interface LockStore {
   /** Called from the Fastify instance's preClose: clear timers, reject waiters. */
   close? (): void | Promise<void>
 }
+
+/** What a locked write's handler gets as `request.lock`. */
+export interface RequestLock {
+  /** The resource key the lock is held on. */
+  readonly key: string
+  /** The fencing token of this acquisition: larger than that of every earlier holder of the key. */
+  readonly token: number
+  /** Aborted as soon as the store learns the lease was lost; check it before committing. */
+  readonly signal: AbortSignal
+}

@@ -1,11 +1,13 @@
 // A test-only stand-in for the plugin's wiring of the Idempotency-Key policy: routes that declare
-// `config: { idempotency }` get `wireIdempotency`'s hooks, with the problems and store given.
+// `config: { idempotency }` get the plugin's Idempotency-Key stages, with the problems and store given.
 import Fastify, { type FastifyHttpOptions, type FastifyInstance, type FastifyReply, type FastifyRequest, type RouteOptions } from 'fastify'
 import fp from 'fastify-plugin'
-import { decorateIdempotency, Renewals, wireIdempotencyKey, wireIdempotentHandler, wireIdempotentResponse } from '../../lib/idempotency/hooks.js'
-import { orReply } from '../../lib/write-gate.js'
+import { Renewals } from '../../lib/idempotency/renewals.js'
+import { claimHandler, markRun, readKeyHook, recordHook } from '../../lib/idempotency/stages.js'
+import { appendHook, orReply } from '../../lib/shared.js'
+import { declareSlots } from '../../lib/slots.js'
 import { MemoryIdempotencyStore } from '../../lib/idempotency/memory.js'
-import { toIdempotencyPolicy } from '../../lib/idempotency/policy.js'
+import { toIdempotencyPolicy } from '../../lib/policy.js'
 import type { IdempotencyStore } from '../../lib/idempotency/store.js'
 import { ProblemWriter, type ProblemOptions } from '../../lib/problem.js'
 
@@ -19,26 +21,26 @@ export interface IdempotencyAppOptions extends ProblemOptions {
 export const idempotencyPlugin = fp(async function idempotency (fastify: FastifyInstance, options: IdempotencyAppOptions) {
   const store = options.store ?? new MemoryIdempotencyStore()
   const state = { store, problems: new ProblemWriter(options), renewals: new Renewals(store.lease), claimTimeout: options.claimTimeout ?? 10_000 }
-  if (options.decorate !== false) decorateIdempotency(fastify)
+  if (options.decorate !== false) declareSlots(fastify)
   fastify.addHook('onRoute', (routeOptions: RouteOptions) => {
     const config = routeOptions.config as { idempotency?: unknown, afterClaim?: unknown } | undefined
     if (config?.idempotency === undefined) return
     const policy = toIdempotencyPolicy(config.idempotency, `${String(routeOptions.method)} ${routeOptions.url}`)
     if (policy === null) return
     const after = config.afterClaim as ((request: FastifyRequest, reply: FastifyReply, done: () => void) => void) | undefined
-    wireIdempotencyKey(routeOptions, policy, state, after !== undefined)
+    appendHook(routeOptions, 'preParsing', readKeyHook(policy, state, routeOptions.url, `${String(routeOptions.method)} ${routeOptions.url}`, after !== undefined))
     // Stands for what the plugin puts between the claim and the handler (the write gate, the
     // check): a step that may wait, and runs nothing for a client that left meanwhile.
     if (after !== undefined) {
-      const handler = routeOptions.handler
+      const handler = markRun(routeOptions.handler)
       routeOptions.handler = function (this: FastifyInstance, request: FastifyRequest, reply: FastifyReply) {
         return new Promise((resolve) => {
           after(request, reply, () => { resolve(reply.raw.destroyed ? reply : orReply(handler.call(this, request, reply), reply)) })
         })
       } as RouteOptions['handler']
     }
-    wireIdempotentHandler(routeOptions, policy, state)
-    wireIdempotentResponse(routeOptions)
+    routeOptions.handler = claimHandler(policy, state, routeOptions.handler)
+    appendHook(routeOptions, 'onSend', recordHook(null))
   })
   fastify.addHook('onClose', async () => {
     state.renewals.close()

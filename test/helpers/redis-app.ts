@@ -5,7 +5,7 @@
 import Fastify, { type FastifyInstance } from 'fastify'
 import { Redis } from 'ioredis'
 import fastifyPrecondition, { type FastifyPreconditionOptions } from '../../lib/index.js'
-import { redisLockStore } from '../../lib/locks/redis.js'
+import { redisLockStore } from '../../lib/redis.js'
 
 const client = new Redis({ port: Number(process.env.REDIS_PORT), host: '127.0.0.1' })
 const app = Fastify()

@@ -6,7 +6,7 @@
 // - 'hold': takes LOCK_KEY with ttl LOCK_TTL, reports { held: token } and then never releases
 //   (the test kills it with SIGKILL).
 import { Redis } from 'ioredis'
-import { redisLockStore } from '../../lib/locks/redis.js'
+import { redisLockStore } from '../../lib/redis.js'
 
 const env = process.env
 const client = new Redis({ port: Number(env.REDIS_PORT), host: '127.0.0.1' })

@@ -1,7 +1,7 @@
 // Precondition cases written from RFC 9110 §13 (and the sections it leans on), one row each.
 // Every expected outcome is read off the RFC text quoted in the group's comment, by hand: none
 // is computed by the code under test. `expected` names a member of Outcome.
-import type { ConditionalHeaders, Outcome, Validators } from '../../lib/evaluate.js'
+import type { ConditionalHeaders, Outcome, Validators } from '../../lib/http/evaluate.js'
 
 type OutcomeName = {
   [K in keyof typeof Outcome]: K

@@ -2,7 +2,7 @@
 // idempotency stores, as many instances share them.
 import { Redis } from 'ioredis'
 import { test } from 'tap'
-import { redisIdempotencyStore, redisLockStore } from '../../lib/locks/redis.js'
+import { redisIdempotencyStore, redisLockStore } from '../../lib/redis.js'
 import { runMatrix } from '../helpers/matrix.js'
 import { hasRedisServer, REDIS_MISSING, startRedis } from '../helpers/redis-server.js'
 

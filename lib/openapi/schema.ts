@@ -11,12 +11,13 @@
 // compiled for them, and custom validator or serializer compilers are never handed a schema
 // they did not expect.
 import type { FastifyInstance, FastifyReply, RouteOptions } from 'fastify'
-import { ProblemCode } from './errors.js'
-import { strongEtag } from './etag.js'
-import { Outcome } from './evaluate.js'
-import type { IdempotencyPolicy } from './idempotency/policy.js'
-import { isSafe, type Policy, type RequirableHeader } from './policy.js'
-import { canonicalHeaderName, ProblemDetailsSchema, type IdempotencyProblemCode, type ProblemDetails, type ProblemWriter } from './problem.js'
+import { ProblemCode } from '../errors.js'
+import { strongEtag } from '../http/etag.js'
+import { Outcome } from '../http/evaluate.js'
+import { isSafe } from '../http/methods.js'
+import type { IdempotencyPolicy, Policy, RequirableHeader } from '../policy.js'
+import { canonicalHeaderName, ProblemDetailsSchema, type IdempotencyProblemCode, type ProblemDetails, type ProblemWriter } from '../problem.js'
+import { orList } from '../shared.js'
 
 type Schema = Record<string, unknown>
 
@@ -293,10 +294,6 @@ function idempotencyKeyDescription (idempotency: IdempotencyPolicy, writesNote: 
 function duration (ms: number): string {
   const [amount, unit] = ms % 3600_000 === 0 ? [ms / 3600_000, 'hour'] : ms % 60_000 === 0 ? [ms / 60_000, 'minute'] : [ms / 1000, 'second']
   return `${amount} ${unit}${amount === 1 ? '' : 's'}`
-}
-
-function orList (names: string[]): string {
-  return names.length === 1 ? names[0] : names.slice(0, -1).join(', ') + ' or ' + names[names.length - 1]
 }
 
 function responseValidatorHeaders (reads: boolean, writes: boolean): Schema {

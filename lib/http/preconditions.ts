@@ -1,7 +1,10 @@
 import { isEntityTagStart, parseEntityTag, parseEntityTags, type EntityTagCondition } from './entity-tag.js'
 import type { ConditionalHeaders } from './evaluate.js'
 import { parseHttpDate } from './http-date.js'
-import type { RequirableHeader } from './policy.js'
+import { fieldValue as single } from './methods.js'
+
+/** The precondition header fields a route can demand with `require`. */
+export type RequirableHeader = 'if-match' | 'if-unmodified-since' | 'if-none-match'
 
 /** The conditional request headers, parsed; what `request.preconditions` returns. */
 export interface Preconditions {
@@ -13,10 +16,6 @@ export interface Preconditions {
   ifUnmodifiedSince: Date | null
   /** An entity-tag or a date, or null when absent or invalid. */
   ifRange: { etag: string } | { date: Date } | null
-}
-
-function single (value: string | string[] | undefined): string | undefined {
-  return typeof value === 'string' || value === undefined ? value : value.join(', ')
 }
 
 function date (value: string | undefined): Date | null {

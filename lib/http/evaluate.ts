@@ -4,6 +4,7 @@ import {
   anyStrongMatch, anyWeakMatch, isEntityTagStart, normalizeEtag, parseEntityTag, parseEntityTags, strongCompare
 } from './entity-tag.js'
 import { parseHttpDate } from './http-date.js'
+import { fieldValue } from './methods.js'
 
 /** The validators of the current selected representation (RFC 9110 §8.8). */
 export interface Validators {
@@ -71,11 +72,6 @@ export function outcomeHeader (outcome: Outcome): string {
   }
 }
 
-/** A header field's single value: a repeated field is joined as a list (RFC 9110 §5.3). */
-function field (value: string | string[] | undefined): string | undefined {
-  return typeof value === 'string' || value === undefined ? value : value.join(', ')
-}
-
 /** Seconds since the epoch, truncated: HTTP-dates have one-second resolution. */
 export function toWholeSeconds (time: Date | number | string | undefined): number {
   if (time === undefined) return NaN
@@ -103,12 +99,12 @@ export function evaluate (method: string, headers: ConditionalHeaders, current: 
   const getOrHead = method === 'GET' || method === 'HEAD'
 
   // Step 1: If-Match; step 2: otherwise If-Unmodified-Since.
-  const ifMatch = field(headers['if-match'])
+  const ifMatch = fieldValue(headers['if-match'])
   if (ifMatch !== undefined) {
     const outcome = evaluateIfMatch(ifMatch, current, weakIfMatch)
     if (outcome !== Outcome.PROCEED) return outcome
   } else {
-    const ifUnmodifiedSince = field(headers['if-unmodified-since'])
+    const ifUnmodifiedSince = fieldValue(headers['if-unmodified-since'])
     if (ifUnmodifiedSince !== undefined && current !== null && current.lastModified !== undefined) {
       const since = parseHttpDate(ifUnmodifiedSince)
       // An invalid date is ignored (§13.1.4).
@@ -117,7 +113,7 @@ export function evaluate (method: string, headers: ConditionalHeaders, current: 
   }
 
   // Step 3: If-None-Match; step 4: otherwise If-Modified-Since, on GET and HEAD only.
-  const ifNoneMatch = field(headers['if-none-match'])
+  const ifNoneMatch = fieldValue(headers['if-none-match'])
   if (ifNoneMatch !== undefined) {
     // On a write every member must be valid: `*, "x"` is neither "any" nor a list, and a write
     // that asked for a condition it did not state clearly is refused rather than done unguarded.
@@ -132,7 +128,7 @@ export function evaluate (method: string, headers: ConditionalHeaders, current: 
       return getOrHead ? Outcome.NOT_MODIFIED : Outcome.IF_NONE_MATCH
     }
   } else if (getOrHead && current !== null && current.lastModified !== undefined) {
-    const ifModifiedSince = field(headers['if-modified-since'])
+    const ifModifiedSince = fieldValue(headers['if-modified-since'])
     if (ifModifiedSince !== undefined) {
       const since = parseHttpDate(ifModifiedSince)
       if (!Number.isNaN(since) && toWholeSeconds(current.lastModified) <= since) return Outcome.NOT_MODIFIED_SINCE
@@ -142,7 +138,7 @@ export function evaluate (method: string, headers: ConditionalHeaders, current: 
   // Step 5: If-Range, which only matters to a GET with Range (and a GET got here with a
   // current representation: without one it proceeded above).
   if (method === 'GET' && headers.range !== undefined && current !== null) {
-    const ifRange = field(headers['if-range'])
+    const ifRange = fieldValue(headers['if-range'])
     if (ifRange !== undefined && !ifRangeHolds(ifRange, current)) return Outcome.IGNORE_RANGE
   }
   return Outcome.PROCEED

@@ -22,13 +22,16 @@
 //   release of a lease published on `fastify-precondition:lock:release` (lib/observe.ts), when
 //   they have subscribers.
 import type { FastifyInstance, FastifyReply, FastifyRequest, RouteHandlerMethod } from 'fastify'
-import { ProblemCode } from './errors.js'
-import { evaluate, Outcome, type ConditionalHeaders, type Validators } from './evaluate.js'
-import { neverAborted } from './locks/signal.js'
-import type { Lease, LockStore } from './locks/types.js'
-import { lockReleaseChannel, publishLockRelease, publishPrecondition, traceLockAcquire } from './observe.js'
-import type { ProblemWriter } from './problem.js'
-import { checkValidators } from './validators.js'
+import { ProblemCode } from '../errors.js'
+import { evaluate, Outcome, type ConditionalHeaders, type Validators } from '../http/evaluate.js'
+import { isSafe } from '../http/methods.js'
+import { checkValidators } from '../http/validators.js'
+import { lockReleaseChannel, publishLockRelease, publishPrecondition, traceLockAcquire } from '../observe.js'
+import type { ProblemWriter } from '../problem.js'
+import { clientGone, isThenable, orReply } from '../shared.js'
+import { kGate } from '../slots.js'
+import { neverAborted } from './signal.js'
+import type { Lease, LockStore, RequestLock } from './types.js'
 
 export const GateState = {
   /** Waiting for the store to hand over the resource's lease. */
@@ -44,16 +47,6 @@ export const GateState = {
 } as const
 // eslint-disable-next-line @typescript-eslint/no-redeclare -- a value and its type, one name
 export type GateState = typeof GateState[keyof typeof GateState]
-
-/** What a locked write's handler gets as `request.lock`. */
-export interface RequestLock {
-  /** The resource key the lock is held on. */
-  readonly key: string
-  /** The fencing token of this acquisition: larger than that of every earlier holder of the key. */
-  readonly token: number
-  /** Aborted as soon as the store learns the lease was lost; check it before committing. */
-  readonly signal: AbortSignal
-}
 
 type AnyValidators = (request: FastifyRequest) => unknown
 
@@ -74,23 +67,8 @@ export interface RouteGate {
   readonly create: boolean
 }
 
-export const kGate = Symbol('fastify-precondition.gate')
-
 type GatedRequest = FastifyRequest & { [kGate]: WriteGate | null, lock: RequestLock | null }
 type RawResponse = FastifyReply['raw'] & { [kGate]?: WriteGate, stream?: { destroyed: boolean } }
-
-function isThenable<T> (value: unknown): value is PromiseLike<T> {
-  return value !== null && typeof value === 'object' && typeof (value as PromiseLike<T>).then === 'function'
-}
-
-/**
- * True when the client of this response is gone. An HTTP/2 response has no `destroyed`: its
- * stream tells. Needed before listening for 'close', which may have fired already.
- */
-export function clientGone (raw: FastifyReply['raw']): boolean {
-  const stream = (raw as RawResponse).stream
-  return stream !== undefined ? stream.destroyed : (raw as { destroyed?: boolean }).destroyed === true
-}
 
 function onResponseClose (this: RawResponse): void {
   (this[kGate] as WriteGate).close()
@@ -333,7 +311,7 @@ export class WriteGate {
  * The route's handler, wrapped in the write lifecycle. Safe methods of the same route go straight
  * to the handler: they take no lock.
  */
-export function gateHandler (gate: RouteGate, isSafe: (method: string) => boolean): RouteHandlerMethod {
+export function gateHandler (gate: RouteGate): RouteHandlerMethod {
   const { store, lockTimeout, handler } = gate
   return function gatedHandler (this: FastifyInstance, request: FastifyRequest, reply: FastifyReply) {
     if (isSafe(request.method)) return handler.call(this, request, reply)
@@ -354,13 +332,4 @@ export function gateHandler (gate: RouteGate, isSafe: (method: string) => boolea
     if (!isThenable<Lease>(lease)) return write.acquired(lease)
     return lease.then((held) => orReply(write.acquired(held), reply), (error: unknown) => write.failed(error))
   }
-}
-
-/**
- * For a handler run later, inside a promise Fastify waits on: a handler that returned nothing
- * answers by itself (from a callback, or hijacked), so the promise gives the reply, which settles
- * once the response has ended. Given undefined, Fastify would send an empty answer at once.
- */
-export function orReply (result: unknown, reply: FastifyReply): unknown {
-  return result === undefined ? reply : result
 }

@@ -1,0 +1,345 @@
+// The life of one request that carries an Idempotency-Key, from preParsing until its answer is
+// stored or its key released (the route's stages that drive it are in stages.ts).
+//
+// One claim is a small state machine (ClaimState), its transitions in the methods of Claim:
+//
+//   READ ── claim ──▶ CLAIMING ── claimed ──▶ RUNNING ── returned a value, threw ──▶ SENDING ─┐
+//                        │                     │  │                                            │
+//                        │ stored: replay      │  └─ returned nothing, no answer ──▶ PENDING ──┤ onSend
+//                        │ running: 409        │                                               ▼
+//                        │ other request: 422  │                                           ANSWERED
+//                        │ store failed: 503   │ hijacked, or ended by hand                    │
+//                        │ client gone         │ (also from PENDING)                           │ stored · released
+//                        ▼                     ▼                                               ▼
+//                     REFUSED                 OVER (applied, answer not kept) ◀───────────── OVER
+//
+// - The lease is renewed from RUNNING until the answer is stored. A handler that returned without
+//   answering (PENDING: a callback or `return reply` style, or an async handler that returned
+//   nothing) may still answer: once its client is gone too the lease is no longer renewed, and the
+//   key frees at its end unless the answer comes first.
+// - The answer of SENDING is on its way: Fastify sends what the handler returned or threw right
+//   after the handler's promise settles, also for a client that left.
+import type { FastifyReply, FastifyRequest, RouteOptions } from 'fastify'
+import type { Readable } from 'node:stream'
+import { IdempotencyClaimLostError } from '../errors.js'
+import { publishIdempotency } from '../observe.js'
+import { clientGone, ignore, isThenable } from '../shared.js'
+import type { ClaimSlot } from '../slots.js'
+import { call, onceWithin } from './calls.js'
+import type { BodyDigest } from './fingerprint.js'
+import { recordStream } from './record.js'
+import type { Renewable, Renewals } from './renewals.js'
+import type { IdempotencyStore, StoredResponse, TransactionClient } from './store.js'
+
+/** The response headers kept with a stored response and replayed. */
+export const REPLAYED_HEADERS = ['content-type', 'content-encoding', 'location', 'etag', 'last-modified'] as const
+
+export const ClaimState = {
+  /** The key was read; the body is being hashed. Nothing is claimed. */
+  READ: 0,
+  /** The store was asked for the key. */
+  CLAIMING: 1,
+  /** Not this request's: replayed, 409, 422, 503, or its client left first. Final. */
+  REFUSED: 2,
+  /** Claimed; the handler runs. */
+  RUNNING: 3,
+  /** The handler returned a value or threw: Fastify is sending it. */
+  SENDING: 4,
+  /** The handler returned without answering: it may answer later, from a callback. */
+  PENDING: 5,
+  /** onSend has the answer: it is being recorded (a stream) or stored. */
+  ANSWERED: 6,
+  /** Stored, recorded as applied without its answer, or released. Final. */
+  OVER: 7
+} as const
+// eslint-disable-next-line @typescript-eslint/no-redeclare -- a value and its type, one name
+export type ClaimState = typeof ClaimState[keyof typeof ClaimState]
+
+/** `request.idempotency`: on a request that carries a key, the key and the transactional completion. */
+export interface RequestIdempotency {
+  /** The Idempotency-Key the request carries. */
+  readonly key: string
+  /**
+   * Records the answer (the reply's status and headers as they are now, and `body` serialized as
+   * the route serializes it) through `tx`, the handler's own open transaction, so it commits or
+   * rolls back with the handler's data. Throws IdempotencyClaimLostError when this request no
+   * longer holds the key (roll back), and an Error on a store without transactions.
+   */
+  complete (tx: TransactionClient, body: unknown): Promise<void>
+}
+
+/**
+ * The largest answer recorded where the store sets no limit of its own (bytes): an endless stream
+ * whose client has gone is not read forever for nobody, nor one that flows to its client kept.
+ */
+export const DRAIN_LIMIT = 16 * 1024 * 1024
+
+/** Statuses whose answers are not kept: the request may be tried again. */
+function releases (status: number): boolean {
+  return status >= 500 || status === 429
+}
+
+/** One request carrying a key, from preParsing until its claim is stored or released. */
+export class Claim implements RequestIdempotency, ClaimSlot, Renewable {
+  state: ClaimState = ClaimState.READ
+  readonly key: string
+  readonly request: FastifyRequest
+  readonly reply: FastifyReply
+  /** The fingerprint of the request, taken as its body is read. */
+  readonly body: BodyDigest
+  storeKey = ''
+  token = ''
+  replayed = false
+  /** The response has closed: finished, or its client is gone. */
+  closed = false
+  /** The handler recorded the answer in its own transaction (`complete`). */
+  completedInTransaction = false
+  /**
+   * The route's own handler was called. Where the plugin's gate or check sits between the claim
+   * and the handler, it may not be (412, or the client left while the lock was awaited).
+   */
+  ran: boolean
+  /** The store's Renewals while the lease is renewed, and this claim's neighbours in its list. */
+  renewals: Renewals | null = null
+  previousRenewal: Renewable | null = null
+  nextRenewal: Renewable | null = null
+  readonly ttl: number
+  readonly store: IdempotencyStore
+  /** The route, as the plugin names it (`POST /orders`). */
+  readonly route: string
+
+  constructor (key: string, request: FastifyRequest, reply: FastifyReply, body: BodyDigest, store: IdempotencyStore, ttl: number, ran: boolean, route: string) {
+    this.ran = ran
+    this.route = route
+    this.key = key
+    this.request = request
+    this.reply = reply
+    this.body = body
+    this.store = store
+    this.ttl = ttl
+  }
+
+  /** CLAIMING → RUNNING: the store handed the key to this request. False when its client left meanwhile. */
+  claimed (token: string, renewals: Renewals): boolean {
+    this.token = token
+    const raw = this.reply.raw
+    if (clientGone(raw)) {
+      // Nothing will answer it, and nothing ran: let the key go.
+      this.state = ClaimState.OVER
+      this.release()
+      return false
+    }
+    this.state = ClaimState.RUNNING
+    publishIdempotency(this.request, this.route, 'claimed')
+    // A closure, not a property on the response: Node's own objects keep their shape.
+    raw.on('close', () => { this.onClose() })
+    renewals.add(this)
+    return true
+  }
+
+  /** Runs the handler from RUNNING and follows how it ends. */
+  run (instance: unknown, handler: RouteOptions['handler']): unknown {
+    let result
+    try {
+      result = handler.call(instance as ThisParameterType<RouteOptions['handler']>, this.request, this.reply)
+    } catch (error) {
+      this.returned(true)
+      throw error
+    }
+    if (!isThenable(result)) {
+      this.returned(result !== undefined)
+      return result
+    }
+    // Fastify sends what this promise gives, right after it settles: the handler's state is known
+    // here first. (`return reply.send(x)` and `return reply` give nothing: the reply is a
+    // thenable that settles once the response has ended.)
+    return result.then((value) => {
+      this.returned(value !== undefined)
+      return value
+    }, (error: unknown) => {
+      this.returned(true)
+      throw error
+    })
+  }
+
+  /** The handler returned or threw: `answer` when Fastify will now send what it gave. */
+  private returned (answer: boolean): void {
+    if (this.state !== ClaimState.RUNNING) return
+    if (answer) {
+      this.state = ClaimState.SENDING
+    } else if (this.reply.sent) {
+      // Hijacked, or ended by hand: the request was applied and its answer is not known.
+      this.notKept()
+    } else {
+      this.state = ClaimState.PENDING
+      if (this.closed) this.stopRenewal()
+    }
+  }
+
+  private onClose (): void {
+    this.closed = true
+    if (!this.ran && this.state >= ClaimState.RUNNING && this.state <= ClaimState.PENDING) {
+      // Gone while the gate or the check had the request (waiting for the lock, say), or after
+      // they gave up on it: its handler did not run, and a retry may run it now.
+      this.release()
+      return
+    }
+    if (this.state !== ClaimState.PENDING) return
+    // A handler that answers from a callback has had its chance while its client was there. Not
+    // renewed any more, the key frees at the end of its lease unless the answer comes first.
+    if (this.reply.sent) this.notKept()
+    else this.stopRenewal()
+  }
+
+  /**
+   * onSend: RUNNING, SENDING or PENDING → ANSWERED. Stores the answer (or releases the key) and
+   * calls `done` with the payload to send: at once for a stream, which is recorded as it flows;
+   * else once the store is done, so a client that has the answer and retries gets the replay.
+   */
+  answered (payload: unknown, done: (error: Error | null, payload?: unknown) => void): void {
+    this.state = ClaimState.ANSWERED
+    const status = this.reply.statusCode
+    if (this.completedInTransaction) {
+      // Recorded in the handler's transaction: not stored again. A failure after it (5xx) lets a
+      // claim whose transaction rolled back go; one that committed is done and stays.
+      if (releases(status)) this.release()
+      this.over()
+      done(null, payload)
+      return
+    }
+    if (releases(status)) {
+      this.release(() => done(null, payload))
+      return
+    }
+    if (payload === null || payload === undefined || typeof payload === 'string' || Buffer.isBuffer(payload)) {
+      const body = payload ?? ''
+      if (this.tooLarge(typeof body === 'string' ? Buffer.byteLength(body) : body.length)) this.notKept(() => done(null, payload))
+      else this.keep(this.response(status, body), () => done(null, payload))
+      return
+    }
+    if (typeof (payload as Readable).pipe === 'function') {
+      const stream = payload as Readable
+      if (clientGone(this.reply.raw)) {
+        // Nobody will read it: Fastify would destroy it unread. It is read here, to its end, and
+        // stored; the response, which goes nowhere, gets nothing.
+        recordStream(this, stream, status, true)
+        stream.resume()
+        done(null, null)
+        return
+      }
+      recordStream(this, stream, status, false)
+    } else {
+      // A web stream or a Response: not recorded.
+      this.notKept()
+    }
+    done(null, payload)
+  }
+
+  /** Past what the store keeps, or DRAIN_LIMIT where the store sets no limit of its own. */
+  tooLarge (bytes: number): boolean {
+    return bytes > (this.store.maxAnswerBytes ?? DRAIN_LIMIT)
+  }
+
+  response (status: number, body: Buffer | string): StoredResponse {
+    const response: StoredResponse = { status, headers: {}, body }
+    // All of them at once: getHeader() lower-cases each name and asks Node's response again for
+    // each one that is missing.
+    const sent = this.reply.getHeaders()
+    for (const name of REPLAYED_HEADERS) {
+      const value = sent[name]
+      if (value !== undefined) response.headers[name] = String(value)
+    }
+    return response
+  }
+
+  /** The request was applied and its answer is not kept: a retry is told so, and runs nothing. */
+  notKept (after: () => void = ignore): void {
+    this.keep({ status: this.reply.statusCode, headers: {}, body: '', replayable: false }, after)
+  }
+
+  /** → OVER: stores `response`, then calls `after`, also when the store failed (logged). */
+  keep (response: StoredResponse, after: () => void): void {
+    this.over()
+    const { store, storeKey: key, token, request } = this
+    let proceed = after
+    const pending = !call(() => store.complete(key, token, response, this.ttl), (error) => {
+      request.log.warn({ err: error, key: this.key }, 'fastify-precondition: storing the answer of an Idempotency-Key failed; a retry may run the request again')
+      proceed()
+    }, (stored) => {
+      if (stored === false) request.log.warn({ key: this.key }, 'fastify-precondition: the Idempotency-Key lease ended before the answer was stored; a retry may run the request again')
+      else publishIdempotency(request, this.route, 'stored')
+      proceed()
+    })
+    // While the store is pending, `proceed` is a once-only `after` that a timer also calls: a
+    // store that hangs holds the answer up for a bounded time.
+    if (pending && after !== ignore) proceed = onceWithin(after)
+  }
+
+  /** → OVER: frees the key (the answer is a 5xx or a 429, or nothing ran), then calls `after`. */
+  release (after: () => void = ignore): void {
+    this.over()
+    publishIdempotency(this.request, this.route, 'released')
+    let proceed = after
+    const pending = !call(() => this.store.release(this.storeKey, this.token), (error) => {
+      this.request.log.warn({ err: error, key: this.key }, 'fastify-precondition: releasing an Idempotency-Key failed; it frees at the end of its lease')
+      proceed()
+    }, () => proceed())
+    if (pending && after !== ignore) proceed = onceWithin(after)
+  }
+
+  private over (): void {
+    this.state = ClaimState.OVER
+    this.stopRenewal()
+  }
+
+  /** `request.idempotency.complete(tx, body)`: the answer recorded in the handler's transaction. */
+  async complete (tx: TransactionClient, body: unknown): Promise<void> {
+    const store = this.store
+    if (typeof store.completeIn !== 'function') {
+      throw new TypeError('fastify-precondition: request.idempotency.complete(tx, body) records the answer in a database transaction, and this idempotency store has none: use pgIdempotencyStore from fastify-precondition/postgres, or just return the answer')
+    }
+    const state = this.state
+    // Called again after a transaction that recorded the answer rolled back (a serialization
+    // failure at COMMIT, retried by the handler): the store's token check tells whether the key is
+    // still this request's.
+    if (state !== ClaimState.RUNNING && state !== ClaimState.PENDING) {
+      throw new IdempotencyClaimLostError(this.key, 'it is not claimed yet, or answered already: call complete from the handler, before it answers')
+    }
+    const reply = this.reply
+    let serialized: Buffer | string
+    if (typeof body === 'string' || Buffer.isBuffer(body)) {
+      serialized = body
+    } else {
+      serialized = reply.serialize(body) as string
+      // What Fastify sets when it serializes the same value: the stored answer has it too.
+      if (!reply.hasHeader('content-type')) reply.header('content-type', 'application/json; charset=utf-8')
+    }
+    const size = Buffer.byteLength(serialized)
+    const response = this.tooLarge(size)
+      ? { status: reply.statusCode, headers: {}, body: '', replayable: false as const }
+      : this.response(reply.statusCode, serialized)
+    if (!await store.completeIn(tx, this.storeKey, this.token, response, this.ttl)) {
+      throw new IdempotencyClaimLostError(this.key, 'its lease ended and another request claimed it')
+    }
+    this.completedInTransaction = true
+    publishIdempotency(this.request, this.route, 'stored')
+    // Renewals go on: the transaction may still roll back and be tried again. One that meets
+    // the recorded row waits for the transaction, and finds the claim done once it committed.
+  }
+
+  /** Extends the lease; called by the store's Renewals while the request runs. */
+  renew (): void {
+    call(() => this.store.renew(this.storeKey, this.token, this.store.lease), ignore, (held) => {
+      if (held === false && this.renewals !== null) {
+        this.stopRenewal()
+        // Recorded in the handler's committed transaction: done, not lost.
+        if (!this.completedInTransaction) this.request.log.warn({ key: this.key }, 'fastify-precondition: the Idempotency-Key lease was lost while its request ran; a duplicate may run')
+      }
+    })
+  }
+
+  stopRenewal (): void {
+    if (this.renewals !== null) this.renewals.delete(this)
+    this.renewals = null
+  }
+}
