@@ -10,6 +10,7 @@
 // from the rest of lib/, so any part of the plugin can publish through it.
 import { channel, tracingChannel, type Channel, type TracingChannel } from 'node:diagnostics_channel'
 import type { FastifyRequest } from 'fastify'
+import { isThenable } from './shared.js'
 
 /** The channel names. */
 export const CHANNELS = {
@@ -102,10 +103,6 @@ export function publishLockRelease (request: FastifyRequest, key: string, token:
 /** What `traceLockAcquire` needs of a lock store. */
 export interface Acquirer<L> {
   acquire (key: string, timeout: number): L | Promise<L>
-}
-
-function isThenable<T> (value: unknown): value is PromiseLike<T> {
-  return value !== null && typeof value === 'object' && typeof (value as PromiseLike<T>).then === 'function'
 }
 
 /**

@@ -7,6 +7,6 @@ export {
   idempotencyTableSql,
   type PgIdempotencyStoreOptions,
   type PgIdempotencyPool
-} from './idempotency/postgres.js'
+} from './postgres/idempotency-store.js'
 export { IdempotencyClaimLostError } from './errors.js'
 export type { StoredResponse, TransactionClient, IdempotencyStore, ClaimResult } from './idempotency/store.js'

@@ -33,11 +33,6 @@ export function orList (names: readonly string[]): string {
   return names.length === 1 ? names[0] : names.slice(0, -1).join(', ') + ' or ' + names[names.length - 1]
 }
 
-/** A route as the plugin names it in logs, errors and channels: `PUT /items/:id`, `GET,HEAD /x`. */
-export function routeName (method: RouteOptions['method'], url: string): string {
-  return `${Array.isArray(method) ? method.join(',') : String(method)} ${url}`
-}
-
 /**
  * True when the client of this response is gone. An HTTP/2 response has no `destroyed`: its
  * stream tells. Needed before listening for 'close', which may have fired already.

@@ -25,7 +25,7 @@ test('import and require give the same subpath', async (t) => {
 })
 
 test('the DDL file ships, and is the DDL of the default table', async (t) => {
-  const file = require.resolve('fastify-precondition/package.json').replace(/package\.json$/, 'lib/idempotency/postgres.sql')
+  const file = require.resolve('fastify-precondition/package.json').replace(/package\.json$/, 'lib/postgres/idempotency.sql')
   t.equal(readFileSync(file, 'utf8'), esm.idempotencyTableSql())
   const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { files: string[] }
   t.ok(pkg.files.includes('lib'), 'lib/ (and the .sql in it) is in the package')

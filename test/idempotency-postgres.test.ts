@@ -6,7 +6,7 @@
 import { readFileSync } from 'node:fs'
 import pg from 'pg'
 import { test, type Test } from 'tap'
-import { PgIdempotencyStore, pgIdempotencyStore, idempotencyTableSql, type PgIdempotencyPool } from '../lib/idempotency/postgres.js'
+import { PgIdempotencyStore, pgIdempotencyStore, idempotencyTableSql, type PgIdempotencyPool } from '../lib/postgres/idempotency-store.js'
 import * as subpath from '../lib/postgres.js'
 import { IdempotencyClaimLostError } from '../lib/errors.js'
 import type { StoredResponse } from '../lib/idempotency/store.js'
@@ -67,7 +67,7 @@ test('options are checked when the store is made', async (t) => {
 })
 
 test('the DDL ships as a file and as idempotencyTableSql(table)', async (t) => {
-  const file = readFileSync(new URL('../lib/idempotency/postgres.sql', import.meta.url), 'utf8')
+  const file = readFileSync(new URL('../lib/postgres/idempotency.sql', import.meta.url), 'utf8')
   t.equal(idempotencyTableSql(), file, 'the file is the DDL of the default table')
   const qualified = idempotencyTableSql('app.idem')
   t.match(qualified, /CREATE TABLE IF NOT EXISTS "app"\."idem" \(/)

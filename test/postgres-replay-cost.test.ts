@@ -10,7 +10,7 @@ import { postgresMissing, startPostgres } from './helpers/postgres-server.js'
 const skip = postgresMissing()
 if (skip !== false) console.log(`# ${skip}`)
 
-const TODO = 'lib/idempotency/postgres.ts: the claim is INSERT … ON CONFLICT DO UPDATE … WHERE expires_at <= clock_timestamp(), which locks the live row it conflicts with even when the WHERE is false: a transaction ID and a WAL record for every replay and every 409'
+const TODO = 'lib/postgres/idempotency-store.ts: the claim is INSERT … ON CONFLICT DO UPDATE … WHERE expires_at <= clock_timestamp(), which locks the live row it conflicts with even when the WHERE is false: a transaction ID and a WAL record for every replay and every 409'
 
 test('claims that find a live key write nothing', { skip }, async (t) => {
   const { pool } = await startPostgres(t, pg.Pool)

@@ -1,13 +1,26 @@
 // A streamed answer, recorded as it flows to its client, or drained and recorded when nobody reads it.
 import type { Readable } from 'node:stream'
 import { ignore } from '../shared.js'
-import type { Claim } from './claim.js'
+import type { StoredResponse } from './store.js'
+
+/** What recording needs of a claim. */
+export interface Recording {
+  /** Past what the store keeps. */
+  tooLarge (bytes: number): boolean
+  /** The answer to store, with the reply's status and the headers that are replayed. */
+  response (status: number, body: Buffer | string): StoredResponse
+  keep (response: StoredResponse, after: () => void): void
+  /** Applied, its answer not kept. */
+  notKept (): void
+  /** Broken off: the key is let go. */
+  release (): void
+}
 
 /**
  * Records a stream's bytes as it is read for its client, and stores them once it has ended.
  * `draining`: nobody else reads it, so past the store's limit it is stopped.
  */
-export function recordStream (claim: Claim, stream: Readable, status: number, draining: boolean): void {
+export function recordStream (claim: Recording, stream: Readable, status: number, draining: boolean): void {
   // Past the limit a stream nobody else reads is stopped; one its client reads flows on.
   const stop: () => unknown = draining ? stream.destroy.bind(stream) : ignore
   const chunks: Buffer[] = []

@@ -3,7 +3,7 @@
 // sees runs across processes. Started with fork(); reports its port over IPC, stops on 'close'.
 // With HANG=1 the handler never ends, so the test can kill the process mid-request.
 import { Redis } from 'ioredis'
-import { redisIdempotencyStore } from '../../lib/idempotency/redis.js'
+import { redisIdempotencyStore } from '../../lib/redis/idempotency-store.js'
 import { idempotencyApp, listen } from './idempotency-app.js'
 
 const client = new Redis({ port: Number(process.env.REDIS_PORT), host: '127.0.0.1' })

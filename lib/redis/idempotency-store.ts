@@ -4,10 +4,10 @@
 // release it, and a completed record is never overwritten: complete only acts on a running claim.
 // A claim made while the connection is down fails at once (the request is answered 503) instead
 // of waiting in ioredis' offline queue for a reconnection.
-import { LuaScript, type ScriptClient } from '../lua-script.js'
+import { LuaScript, type ScriptClient } from './lua-script.js'
 import { invalidOption } from '../errors.js'
-import { claimToken } from './token.js'
-import type { ClaimResult, IdempotencyStore, StoredResponse } from './store.js'
+import { claimToken } from '../idempotency/token.js'
+import type { ClaimResult, IdempotencyStore, StoredResponse } from '../idempotency/store.js'
 
 /**
  * The commands the store uses, and ioredis' connection `status`; an ioredis `Redis` or `Cluster`

@@ -29,7 +29,7 @@
 // handed out again, as with any counter kept in Redis. Microseconds since 1970 stay below 2^53 (a
 // safe JS integer) until the year 2255; the script refuses a token past it (a 503), never hands
 // out an inexact one.
-import { LuaScript } from '../lua-script.js'
+import { LuaScript } from './lua-script.js'
 
 // Before TIME, so that Redis before 5 replicates what a script writes rather than the script
 // (later ones always do). `now` is Redis' clock in microseconds, `ms` in milliseconds.

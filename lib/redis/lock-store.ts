@@ -1,5 +1,5 @@
 // The lock store for many processes: one Redis lease per resource key, with a fencing token. The
-// protocol, its memory and its clock are described with its scripts, in redis-scripts.ts.
+// protocol, its memory and its clock are described with its scripts, in lock-scripts.ts.
 //
 // Only this module knows about Redis, and it imports nothing from ioredis at run time: the
 // client is the caller's.
@@ -7,9 +7,9 @@ import { randomBytes } from 'node:crypto'
 import type { Redis } from 'ioredis'
 import { invalidOption, LockLostError, LockTimeoutError, LockUnavailableError } from '../errors.js'
 import { ignore, message, positiveInteger } from '../shared.js'
-import { ACQUIRE, encodeResourceKey, RELEASE, RENEW } from './redis-scripts.js'
-import { MemoryLockStore } from './memory.js'
-import type { Lease, LeaseLossListener, LockStore } from './types.js'
+import { ACQUIRE, encodeResourceKey, RELEASE, RENEW } from './lock-scripts.js'
+import { MemoryLockStore } from '../locks/memory.js'
+import type { Lease, LeaseLossListener, LockStore } from '../locks/types.js'
 
 /**
  * An ioredis client: a `Redis` or a `Cluster`. The store runs its scripts with EVALSHA (EVAL when

@@ -1,5 +1,5 @@
 // The idempotency store in PostgreSQL: one row per key, in a table whose DDL ships with the package
-// (lib/idempotency/postgres.sql, or `idempotencyTableSql(table)` for a migration). Its point is
+// (lib/postgres/idempotency.sql, or `idempotencyTableSql(table)` for a migration). Its point is
 // `completeIn(tx, …)`: the answer is recorded in the handler's own transaction, so it commits or
 // rolls back with the handler's data, and a crash between COMMIT and the reply cannot run the
 // handler twice.
@@ -10,8 +10,8 @@
 // a claim takes it over, and the store deletes such rows a bounded batch at a time (`sweep`).
 import { invalidOption } from '../errors.js'
 import { positiveInteger } from '../shared.js'
-import { claimToken } from './token.js'
-import type { ClaimResult, IdempotencyStore, StoredResponse, TransactionClient } from './store.js'
+import { claimToken } from '../idempotency/token.js'
+import type { ClaimResult, IdempotencyStore, StoredResponse, TransactionClient } from '../idempotency/store.js'
 
 /**
  * What the store needs of its pool: node-postgres' `query(text, values)`. A `pg.Pool` has it (a
@@ -76,7 +76,7 @@ function tableNames (table: unknown): { table: string, index: string } {
 
 /**
  * The DDL of the table `pgIdempotencyStore({ table })` uses (the same text as
- * lib/idempotency/postgres.sql for the default name), for a migration. Idempotent: IF NOT EXISTS.
+ * lib/postgres/idempotency.sql for the default name), for a migration. Idempotent: IF NOT EXISTS.
  */
 export function idempotencyTableSql (table: string = DEFAULT_TABLE): string {
   const names = tableNames(table)
