@@ -94,3 +94,16 @@ export const LockLostError: LockErrorConstructor<typeof ProblemCode.LOCK_LOST> =
  */
 export const IdempotencyClaimLostError: FastifyErrorConstructor<{ code: typeof ProblemCode.IDEMPOTENCY_CLAIM_LOST, statusCode: 409 }, [string, string]> = createError(ProblemCode.IDEMPOTENCY_CLAIM_LOST,
   'The Idempotency-Key "%s" is not held by this request: %s. Roll the transaction back.', 409)
+
+/**
+ * A store's or a plugin's numeric option: `fallback` when absent, else a safe integer of at least
+ * `min`. Throws `FST_PRECONDITION_INVALID_<OPTION>` saying `<owner>: <name> must be …`.
+ */
+export function positiveInteger (option: OptionName, owner: string, name: string, value: unknown, fallback: number, unit = '', min = 1): number {
+  if (value === undefined) return fallback
+  if (!Number.isSafeInteger(value) || (value as number) < min) {
+    const kind = min === 0 ? 'a whole number, 0 or more' : 'a positive whole number'
+    throw invalidOption(option, `${owner}: ${name} must be ${kind}${unit === '' ? '' : ' of ' + unit}; got ${String(value)}`)
+  }
+  return value as number
+}

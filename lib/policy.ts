@@ -40,7 +40,13 @@ export interface ConcurrencyOptions<Request = FastifyRequest> {
    * (auth, rate limits), before the body is read.
    */
   require?: RequirableHeader | RequirableHeader[]
-  /** The current selected representation's validators, or null when none exists. */
+  /**
+   * The current selected representation's validators, or null when none exists. `etag`: a quoted
+   * entity-tag (`"v42"`, `W/"v42"`; a bare `v42` of visible ASCII is quoted for you);
+   * `lastModified`: a Date, epoch milliseconds, or an ISO 8601 or HTTP-date string. Anything else
+   * is a 500 naming the route and the value; an error thrown with a `statusCode` (a 404) is
+   * answered with it.
+   */
   validators?: (request: Request) => Validators | null | Promise<Validators | null>
   /**
    * Where a read's preconditions are evaluated, and whether a write is also checked early.
@@ -54,7 +60,11 @@ export interface ConcurrencyOptions<Request = FastifyRequest> {
    * params, so every spelling of a URL the router sends to this route shares one key.
    */
   key?: (request: Request) => string
-  /** Hold a per-key lock from evaluation until the response has finished. Default: true when `validators` is set. */
+  /**
+   * Hold a per-key lock on unsafe methods from reading `validators` until the response has
+   * finished. Default: true when `validators` is set. `lock: true` without validators serialises
+   * writes for a handler that checks by itself; `lock: false` for a database compare-and-swap.
+   */
   lock?: boolean
   /**
    * Headers a 304 must carry because the 200 would (RFC 9110 §15.4.5: Cache-Control,

@@ -1,7 +1,6 @@
-// The small helpers every part of the plugin uses, written once. Imports nothing of the plugin's
-// but errors.ts.
+// The small helpers every part of the plugin uses, written once. Imports nothing at run time, so
+// every module may use it (observe.ts and the otel subpath too).
 import type { FastifyReply, RouteOptions } from 'fastify'
-import { invalidOption, type OptionName } from './errors.js'
 
 export function isThenable<T> (value: unknown): value is PromiseLike<T> {
   return value !== null && typeof value === 'object' && typeof (value as PromiseLike<T>).then === 'function'
@@ -13,19 +12,6 @@ export function ignore (): void {}
 /** An error's message, or the thrown value as text. */
 export function message (error: unknown): string {
   return error instanceof Error ? error.message : String(error)
-}
-
-/**
- * A store's or a plugin's numeric option: `fallback` when absent, else a safe integer of at least
- * `min`. Throws `FST_PRECONDITION_INVALID_<OPTION>` saying `<owner>: <name> must be …`.
- */
-export function positiveInteger (option: OptionName, owner: string, name: string, value: unknown, fallback: number, unit = '', min = 1): number {
-  if (value === undefined) return fallback
-  if (!Number.isSafeInteger(value) || (value as number) < min) {
-    const kind = min === 0 ? 'a whole number, 0 or more' : 'a positive whole number'
-    throw invalidOption(option, `${owner}: ${name} must be ${kind}${unit === '' ? '' : ' of ' + unit}; got ${String(value)}`)
-  }
-  return value as number
 }
 
 /** `a`, `a or b`, `a, b or c`. */

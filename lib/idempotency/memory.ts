@@ -13,8 +13,8 @@
 // Completed records are also linked in a list in the order they completed, oldest first, so an
 // eviction is O(1). (Not a Map's insertion order: reading the first key of a Map after deleting
 // the ones before it walks over their holes, which made eviction quadratic in the table size.)
-import { invalidOption } from '../errors.js'
-import { positiveInteger } from '../shared.js'
+import { invalidOption, positiveInteger } from '../errors.js'
+
 import { claimToken } from './token.js'
 import type { ClaimResult, IdempotencyStore, StoredResponse } from './store.js'
 

@@ -8,8 +8,8 @@
 // database's clock (clock_timestamp()), never a process's, so many instances agree on who holds a
 // key and when it frees. A row past expires_at (a lease that ran out, a ttl that ended) is free:
 // a claim takes it over, and the store deletes such rows a bounded batch at a time (`sweep`).
-import { invalidOption } from '../errors.js'
-import { positiveInteger } from '../shared.js'
+import { invalidOption, positiveInteger } from '../errors.js'
+
 import { claimToken } from '../idempotency/token.js'
 import type { ClaimResult, IdempotencyStore, StoredResponse, TransactionClient } from '../idempotency/store.js'
 

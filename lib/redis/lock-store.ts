@@ -5,8 +5,8 @@
 // client is the caller's.
 import { randomBytes } from 'node:crypto'
 import type { Redis } from 'ioredis'
-import { invalidOption, LockLostError, LockTimeoutError, LockUnavailableError } from '../errors.js'
-import { ignore, message, positiveInteger } from '../shared.js'
+import { invalidOption, LockLostError, LockTimeoutError, LockUnavailableError, positiveInteger } from '../errors.js'
+import { ignore, message } from '../shared.js'
 import { ACQUIRE, encodeResourceKey, RELEASE, RENEW } from './lock-scripts.js'
 import { MemoryLockStore } from '../locks/memory.js'
 import type { Lease, LeaseLossListener, LockStore } from '../locks/types.js'
