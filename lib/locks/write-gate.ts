@@ -23,13 +23,13 @@
 //   they have subscribers.
 import type { FastifyInstance, FastifyReply, FastifyRequest, RouteHandlerMethod } from 'fastify'
 import { ProblemCode } from '../errors.js'
-import { evaluate, Outcome, type ConditionalHeaders, type Validators } from '../http/evaluate.js'
+import { evaluate, Outcome, type Validators } from '../http/evaluate.js'
 import { isSafe } from '../http/methods.js'
 import { checkValidators } from '../http/validators.js'
 import { lockReleaseChannel, publishLockRelease, publishPrecondition, traceLockAcquire } from '../observe.js'
 import type { ProblemWriter } from '../problem.js'
 import { clientGone, isThenable, orReply } from '../shared.js'
-import { kGate } from '../slots.js'
+import { conditionalHeaders, kGate } from '../slots.js'
 import { neverAborted } from './signal.js'
 import type { Lease, LockStore, RequestLock } from './types.js'
 
@@ -59,8 +59,6 @@ export interface RouteGate {
   readonly validators: AnyValidators | null
   readonly key: (request: FastifyRequest) => string
   readonly handler: RouteHandlerMethod
-  /** The conditional headers as they arrived (a headers schema may strip them from `headers`). */
-  readonly headersOf: (request: FastifyRequest) => ConditionalHeaders
   /** If-Match compares weakly (the plugin option `weakIfMatch`). */
   readonly weakIfMatch: boolean
   /** A PUT may create the resource (the route option `create`). */
@@ -186,7 +184,7 @@ export class WriteGate {
       this.release()
       throw error
     }
-    const outcome = evaluate(this.request.method, this.gate.headersOf(this.request), current, this.gate.weakIfMatch, this.gate.create)
+    const outcome = evaluate(this.request.method, conditionalHeaders(this.request), current, this.gate.weakIfMatch, this.gate.create)
     publishPrecondition(this.request, this.gate.route, outcome === Outcome.PROCEED ? 'proceed' : 'failed')
     if (outcome === Outcome.PROCEED) return this.enter()
     this.release()

@@ -10,7 +10,6 @@ import { checkHook, checkInHandler, keepConditionalHeaders } from '../preconditi
 import { requireHook } from '../preconditions/require.js'
 import { dropForeignProblemEtag, type ProblemWriter } from '../problem.js'
 import { appendHook } from '../shared.js'
-import { conditionalHeaders } from '../slots.js'
 import type { Plan, StageName } from './plan.js'
 
 /** What the stages need of the plugin. */
@@ -66,7 +65,6 @@ export function attach (routeOptions: RouteOptions, plan: Plan, runtime: Runtime
         validators,
         key: policy.key ?? routeKey(routeOptions.url),
         handler,
-        headersOf: conditionalHeaders,
         weakIfMatch,
         create: policy.create
       })
