@@ -35,10 +35,12 @@ import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import autocannon from 'autocannon'
+import { COMPILING, kindOf, selfCosts } from './callgrind-js.mjs'
 import { BODIES } from './payloads.mjs'
 import { scenarios } from './scenarios.mjs'
 
-const WARM = 100 // requests per connection in the shorter run
+const WARM = 300 // requests per connection before the counters are zeroed
+const SHORT = 100 // requests per connection counted in the shorter run
 const CONNECTIONS = 10
 
 /**
@@ -192,34 +194,44 @@ async function main () {
     for (const entry of entries) {
       for (const [name, status] of entry.servers) {
         if (onlyServers !== null && !onlyServers.includes(name)) continue
-        await count(name, specOf(entry.requests), status, WARM, null, false)
+        await count(name, specOf(entry.requests), status, 0, null, false)
         console.log(`${entry.id} ${name}: every answer ${status}`)
       }
     }
     return
   }
   if (!flag('table')) {
+    const tasks = []
     for (const entry of entries) {
       const spec = specOf(entry.requests)
       for (const [name, status] of entry.servers) {
         if (onlyServers !== null && !onlyServers.includes(name)) continue
         const key = countKey(spec, name)
-        if (counts[key] !== undefined && annotate === null) continue
-        const started = Date.now()
-        const keep = annotate === null ? null : resolve(annotate, `${entry.id}-${name}`)
-        const [short, long] = await Promise.all([
-          count(name, spec, status, WARM, keep && join(keep, 'short')),
-          count(name, spec, status, WARM + perConnection, keep && join(keep, 'long'))
-        ])
-        const perRequest = Math.round((long - short) / (perConnection * CONNECTIONS))
-        console.log(`${entry.id} ${name}: ${perRequest.toLocaleString('en-US')} instructions per request (${Math.round((Date.now() - started) / 1000)} s)`)
-        if (keep !== null) {
-          writeFileSync(join(keep, 'count.json'), JSON.stringify({ scenario: entry.id, server: name, requests: perConnection * CONNECTIONS, short, long, perRequest }, null, 2) + '\n')
-          continue
-        }
-        counts[key] = { scenario: entry.requests, server: name, perRequest, requests: perConnection * CONNECTIONS, date: new Date().toISOString() }
-        if (out !== null) writeFileSync(out, JSON.stringify(counts, null, 2) + '\n')
+        if ((counts[key] !== undefined && annotate === null) || tasks.some((task) => task.key === key)) continue
+        tasks.push({ entry, spec, name, status, key })
       }
+    }
+    // `repeat` counts of each server, its median kept; the two runs of a count side by side.
+    const repeat = Number(option('repeat', '1'))
+    for (const task of tasks.flatMap((one) => Array.from({ length: repeat }, () => one))) {
+      const { entry, spec, name, status, key } = task
+      const started = Date.now()
+      const keep = annotate === null ? null : resolve(annotate, `${entry.id}-${name}`)
+      const [short, long] = await Promise.all([
+        count(name, spec, status, SHORT, keep && join(keep, 'short')),
+        count(name, spec, status, SHORT + perConnection, keep && join(keep, 'long'))
+      ])
+      const requestsCounted = perConnection * CONNECTIONS
+      const withCompiling = Math.round((long.total - short.total) / requestsCounted)
+      const perRequest = Math.round((long.total - long.compiling - short.total + short.compiling) / requestsCounted)
+      console.log(`${entry.id} ${name}: ${perRequest.toLocaleString('en-US')} instructions per request, ${withCompiling.toLocaleString('en-US')} with V8's optimizing compiler (${Math.round((Date.now() - started) / 1000)} s)`)
+      if (keep !== null) {
+        writeFileSync(join(keep, 'count.json'), JSON.stringify({ scenario: entry.id, server: name, requests: requestsCounted, short, long, perRequest, withCompiling }, null, 2) + '\n')
+        continue
+      }
+      const runs = [...(counts[key]?.date === undefined || counts[key].runs === undefined ? [] : counts[key].runs), perRequest].sort((x, y) => x - y)
+      counts[key] = { scenario: entry.requests, server: name, perRequest: runs[Math.floor((runs.length - 1) / 2)], runs, withCompiling, requests: requestsCounted, date: new Date().toISOString() }
+      if (out !== null) writeFileSync(out, JSON.stringify(counts, null, 2) + '\n')
     }
   }
   if (annotate === null) console.log('\n' + table(entries, counts))
@@ -314,8 +326,11 @@ async function startRedis () {
 }
 
 /**
- * Total instructions of one server run under callgrind that answered `amount` requests a
- * connection, each with `status`. `keep`: a directory for its callgrind output and V8's perf map.
+ * Instructions of one server under callgrind that answers each request with `status`: WARM
+ * requests a connection to warm it up (compiling, caches), then a full garbage collection, then
+ * callgrind's counters zeroed, `amount` requests a connection, and a dump: what those `amount`
+ * cost. Without `callgrind` (--check), the warm-up only. `keep`: a directory for the dump and
+ * V8's perf map.
  */
 async function count (name, spec, status, amount, keep, callgrind = true) {
   const dir = mkdtempSync(join(tmpdir(), 'instructions-'))
@@ -329,40 +344,61 @@ async function count (name, spec, status, amount, keep, callgrind = true) {
       stdio: ['ignore', 'pipe', 'ignore'],
       env: redis === null ? process.env : { ...process.env, BENCH_REDIS_PORT: String(redis.port) }
     })
-    const port = await new Promise((resolve, reject) => {
-      let out = ''
-      child.stdout.on('data', (chunk) => {
-        out += chunk
-        const match = /PORT (\d+)/.exec(out)
-        if (match) resolve(Number(match[1]))
-      })
-      child.once('exit', (code) => reject(new Error(`${name} exited (${code}) before listening; is valgrind installed?`)))
+    let out = ''
+    child.stdout.on('data', (chunk) => { out += chunk })
+    const printed = (pattern) => new Promise((resolve, reject) => {
+      const exited = (code) => reject(new Error(`${name} exited (${code}); is valgrind installed?`))
+      const look = () => {
+        const match = pattern.exec(out)
+        if (match === null) return
+        child.stdout.off('data', look)
+        child.off('exit', exited)
+        resolve(match)
+      }
+      child.stdout.on('data', look)
+      child.once('exit', exited)
+      look()
     })
+    const port = Number((await printed(/PORT (\d+)/))[1])
+    let total = 0
+    let compiling = 0
     try {
-      await load(port, spec, status, amount)
+      await load(port, spec, status, WARM)
+      if (callgrind) {
+        await control(['-z', String(child.pid)])
+        await load(port, spec, status, amount)
+        await control(['-d', String(child.pid)])
+        const dump = readdirSync(dir).find((file) => file.endsWith('.1'))
+        if (dump === undefined) throw new Error(`callgrind wrote no dump for ${name}`)
+        const text = readFileSync(join(dir, dump), 'utf8')
+        const summary = /^summary: (\d+)/m.exec(text)
+        if (summary === null) throw new Error(`no summary in ${dump}`)
+        total = Number(summary[1])
+        for (const [fn, cost] of selfCosts(text, null)) if (kindOf(fn) === COMPILING) compiling += cost
+        if (keep !== null) {
+          mkdirSync(keep, { recursive: true })
+          copyFileSync(join(dir, dump), join(keep, 'callgrind.out'))
+          const map = `/tmp/perf-${child.pid}.map`
+          if (existsSync(map)) copyFileSync(map, join(keep, 'perf.map'))
+        }
+      }
     } finally {
       child.kill('SIGINT')
       await once(child, 'exit')
+      rmSync(`/tmp/perf-${child.pid}.map`, { force: true })
     }
-    let total = 0
-    for (const file of readdirSync(dir)) {
-      const summary = /^summary: (\d+)/m.exec(readFileSync(join(dir, file), 'utf8'))
-      if (summary) total += Number(summary[1])
-      if (keep !== null) {
-        mkdirSync(keep, { recursive: true })
-        copyFileSync(join(dir, file), join(keep, 'callgrind.out'))
-        const map = `/tmp/perf-${file.slice(file.lastIndexOf('.') + 1)}.map`
-        if (existsSync(map)) {
-          copyFileSync(map, join(keep, 'perf.map'))
-          rmSync(map)
-        }
-      }
-    }
-    return total
+    return { total, compiling }
   } finally {
     rmSync(dir, { recursive: true, force: true })
     await redis?.stop()
   }
+}
+
+/** callgrind_control on the running server (zero, dump). */
+async function control (args) {
+  const child = spawn('callgrind_control', args, { stdio: ['ignore', 'ignore', 'inherit'] })
+  const [code] = await once(child, 'exit')
+  if (code !== 0) throw new Error(`callgrind_control ${args.join(' ')} exited ${code}`)
 }
 
 /**
