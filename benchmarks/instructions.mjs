@@ -1,23 +1,36 @@
 // Instructions per request, counted by valgrind's callgrind, for every request the harness sends
 // (scenarios.mjs), each beside bare Fastify doing the same work without guarantees and beside a
-// floor written by hand for the same guarantees (apps.mjs). Unlike req/s on a shared machine,
-// they do not move with what else runs: the server runs as `node --single-threaded`
-// (compilation and GC on its main thread), and repeated counts of the same code agree within
-// about 0.3%.
+// floor written by hand for the same guarantees (apps.mjs). The server runs as
+// `node --single-threaded` (compiling and GC on its main thread, where callgrind sees them).
 //
 //   npm run build
 //   node benchmarks/instructions.mjs [--scenarios=put-match,put-412,…] [--servers=plugin-put,…]
-//                                    [--requests=10000] [--out=counts.json] [--table]
-//                                    [--annotate=DIR]
+//                                    [--requests=10000] [--warm=2000] [--repeat=1]
+//                                    [--out=counts.json] [--table] [--annotate=DIR]
 //
 // One count: a server under callgrind, loaded over 10 connections with a scenario's requests
 // (each connection on its own resource for writes; a fresh Idempotency-Key per request, or one
-// key per connection: replays), once with 1,000 requests and once with 1,000 + `requests`; the
-// difference divided by `requests`, so start-up, warm-up and most of the compiling cancel out.
-// The two runs of a count go side by side (two CPUs), each with its own redis-server where the
-// server needs one (a name with `redis` in it). Needs valgrind and, for the Redis rows,
-// redis-server (`apt-get install -y valgrind redis-server`); each count takes 2–3 minutes.
+// key per connection: replays). It is first warmed up with `warm` requests a connection while
+// callgrind's instrumentation is off (valgrind runs the code, uncounted: a tenth of the time),
+// then instrumentation goes on, the counters are zeroed, and 100 (the shorter run) or
+// 100 + `requests` / 10 (the longer) requests a connection are counted and dumped; the
+// difference of the two runs divided by `requests` is the count, so what happens once per run
+// (connections opening and closing) cancels out.
 //
+// What is counted leaves out V8's optimizing compiler (TurboFan, Maglev: the functions of
+// callgrind-js.mjs's `kindOf`), reported apart as "with V8's optimizing compiler". Even after
+// 20,000 requests it still compiles (and recompiles after deoptimizations) 7,000 to 45,000
+// instructions a request, which land in one count and not the next: with it, counts of the same
+// server moved by 10% and more; without it, by about 1% on a quiet machine. A long-running
+// server pays compiling once, so the steady cost a request is the count without it.
+//
+// Run counts on a quiet machine, one at a time (the harness does; its two runs use the two
+// CPUs): under load the server answers more requests per turn of its event loop, and a count
+// falls by up to 10%. The two runs of a count go side by side, each with its own redis-server
+// where the server needs one (a name with `redis` in it). Needs valgrind and, for the Redis rows,
+// redis-server (`apt-get install -y valgrind redis-server`); each count takes 1–2 minutes.
+//
+// --repeat=K: each server counted K times; the median is kept, every count in `runs`.
 // --out: counts are merged into this JSON file as they finish, and read back from it, so a
 //   count already there is not made again (delete the file after changing the code).
 // --table: print the table (and the stage costs) from --out without counting.
@@ -25,8 +38,8 @@
 //   request with its status (seconds, against the counts' minutes).
 // --annotate=DIR: the runs also write V8's perf map (--perf-basic-prof
 //   --interpreted-frames-native-stack), and both runs' callgrind outputs and maps are kept in DIR
-//   for benchmarks/callgrind-js.mjs. Those flags change the counts a little: annotate in runs of
-//   their own.
+//   for benchmarks/callgrind-js.mjs, which names where a request's instructions go. Those flags
+//   change the counts a little: annotate in runs of their own.
 import { spawn } from 'node:child_process'
 import { once } from 'node:events'
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
@@ -39,7 +52,6 @@ import { COMPILING, kindOf, selfCosts } from './callgrind-js.mjs'
 import { BODIES } from './payloads.mjs'
 import { scenarios } from './scenarios.mjs'
 
-const WARM = 300 // requests per connection before the counters are zeroed
 const SHORT = 100 // requests per connection counted in the shorter run
 const CONNECTIONS = 10
 
@@ -163,6 +175,9 @@ export const COUNTS = [
 
 const option = (name, fallback) => process.argv.find((arg) => arg.startsWith(`--${name}=`))?.slice(name.length + 3) ?? fallback
 const flag = (name) => process.argv.includes(`--${name}`)
+// Requests a connection before counting, run without callgrind's instrumentation (valgrind still
+// runs the code): enough for V8 to have compiled what it is going to compile.
+const WARM = Number(option('warm', '2000'))
 
 if (process.argv[2] === 'serve') {
   const { builders } = await import('./apps.mjs')
@@ -339,7 +354,7 @@ async function count (name, spec, status, amount, keep, callgrind = true) {
     const nodeFlags = ['--single-threaded']
     if (keep !== null) nodeFlags.push('--perf-basic-prof', '--interpreted-frames-native-stack')
     const command = [process.execPath, ...nodeFlags, fileURLToPath(import.meta.url), 'serve', name]
-    if (callgrind) command.unshift('valgrind', '--tool=callgrind', `--callgrind-out-file=${join(dir, 'cg.%p')}`)
+    if (callgrind) command.unshift('valgrind', '--tool=callgrind', '--instr-atstart=no', `--callgrind-out-file=${join(dir, 'cg.%p')}`)
     const child = spawn(command[0], command.slice(1), {
       stdio: ['ignore', 'pipe', 'ignore'],
       env: redis === null ? process.env : { ...process.env, BENCH_REDIS_PORT: String(redis.port) }
@@ -365,6 +380,7 @@ async function count (name, spec, status, amount, keep, callgrind = true) {
     try {
       await load(port, spec, status, WARM)
       if (callgrind) {
+        await control(['-i', 'on', String(child.pid)])
         await control(['-z', String(child.pid)])
         await load(port, spec, status, amount)
         await control(['-d', String(child.pid)])
@@ -422,7 +438,7 @@ async function load (port, spec, status, amount) {
       requests = [request(spec.headers)]
     }
     return new Promise((resolve, reject) => {
-      autocannon({ url: `http://127.0.0.1:${port}${path}`, connections: 1, amount, requests }, (error, result) => {
+      autocannon({ url: `http://127.0.0.1:${port}${path}`, connections: 1, amount, requests, timeout: 300 }, (error, result) => {
         if (error) return reject(error)
         const wrong = Object.entries(result.statusCodeStats).filter(([code]) => Number(code) !== status)
         if (wrong.length > 0 || result.errors > 0) reject(new Error(`expected ${status}: got ${JSON.stringify(result.statusCodeStats)}, ${result.errors} errors`))
