@@ -5,18 +5,14 @@ import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { ConditionalHeaders, Validators } from './http/evaluate.js'
 import { parsePreconditions, type Preconditions } from './http/preconditions.js'
 
-/** The validators the precondition check read for this request. */
-export const kValidators = Symbol('fastify-precondition.validators')
-/** `request.preconditions`, parsed on first use. */
-export const kParsed = Symbol('fastify-precondition.parsed')
-/** The conditional headers as they arrived, kept where a headers schema may strip them. */
-export const kHeaders = Symbol('fastify-precondition.headers')
-/** A write's validators were read after it (or handed over with `reply.setValidators`). */
-export const kWritten = Symbol('fastify-precondition.written')
-/** The write gate of a locked write (locks/), also on its raw response. */
+/**
+ * The plugin's state of one request (`RequestState`), made on first use. One slot, not one per
+ * field: Fastify's Request constructor stores every decorated value on every request of the app,
+ * guarded or not, each a megamorphic store (about 250 instructions apiece).
+ */
+export const kState = Symbol('fastify-precondition.state')
+/** The write gate of a locked write on its raw response, for the response's 'close'. */
 export const kGate = Symbol('fastify-precondition.gate')
-/** The Idempotency-Key claim of a keyed request (idempotency/). */
-export const kClaim = Symbol('fastify-precondition.idempotency')
 /** On a reply: the ETag a 412 problem carries, the only one a problem may keep. */
 export const kProblemEtag = Symbol('fastify-precondition.problemEtag')
 
@@ -30,13 +26,24 @@ export interface ClaimSlot {
   readonly replayed: boolean
 }
 
+/** Every per-request field of the plugin, one fixed shape. */
+export class RequestState {
+  /** The validators the precondition check read for this request. */
+  validators: Validators | null | undefined = undefined
+  /** `request.preconditions`, parsed on first use. */
+  parsed: Preconditions | null = null
+  /** The conditional headers as they arrived, kept where a headers schema may strip them. */
+  headers: ConditionalHeaders | null = null
+  /** A write's validators were read after it (or handed over with `reply.setValidators`). */
+  written = false
+  /** The write gate of a locked write (locks/). */
+  gate: GateSlot | null = null
+  /** The Idempotency-Key claim of a keyed request (idempotency/). */
+  claim: ClaimSlot | null = null
+}
+
 export interface RequestSlots {
-  [kValidators]: Validators | null | undefined
-  [kParsed]: Preconditions | null
-  [kHeaders]: ConditionalHeaders | null
-  [kWritten]: boolean
-  [kGate]: GateSlot | null
-  [kClaim]: ClaimSlot | null
+  [kState]: RequestState | null
 }
 
 export type SlottedRequest = FastifyRequest & RequestSlots
@@ -47,41 +54,46 @@ interface Decorating {
   decorateReply: (name: string, value: unknown) => unknown
 }
 
+/** The plugin's state of `request`, made on first use. */
+export function stateOf (request: FastifyRequest): RequestState {
+  const slotted = request as SlottedRequest
+  const state = slotted[kState]
+  // undefined: a request of an app where the slot was not declared (the stages used on their own).
+  if (state !== null && state !== undefined) return state
+  return (slotted[kState] = new RequestState())
+}
+
 /** Declares every slot and the public request properties, once per registration. */
 export function declareSlots (fastify: Decorating): void {
-  fastify.decorateRequest(kValidators as unknown as string, undefined)
-  fastify.decorateRequest(kParsed as unknown as string, null)
-  fastify.decorateRequest(kHeaders as unknown as string, null)
-  fastify.decorateRequest(kWritten as unknown as string, false)
-  fastify.decorateRequest(kGate as unknown as string, null)
-  fastify.decorateRequest(kClaim as unknown as string, null)
+  fastify.decorateRequest(kState as unknown as string, null)
   fastify.decorateReply(kProblemEtag as unknown as string, null)
   fastify.decorateRequest('lock', null)
   fastify.decorateRequest('preconditions', {
     getter (this: SlottedRequest): Preconditions {
-      let parsed = this[kParsed]
-      if (parsed === null) parsed = this[kParsed] = parsePreconditions(this[kHeaders] ?? this.headers)
+      const state = stateOf(this)
+      let parsed = state.parsed
+      if (parsed === null) parsed = state.parsed = parsePreconditions(state.headers ?? this.headers)
       return parsed
     }
   })
   fastify.decorateRequest('idempotency', {
     getter (this: SlottedRequest): unknown {
-      return this[kClaim]
+      return stateOf(this).claim
     }
   })
 }
 
 /** The conditional headers as they arrived: a strict headers schema may have stripped them since. */
 export function conditionalHeaders (request: FastifyRequest): ConditionalHeaders {
-  return (request as SlottedRequest)[kHeaders] ?? request.headers
+  return stateOf(request).headers ?? request.headers
 }
 
 /** Whether this reply is a replay of a stored response (so an onSend hook leaves it as stored). */
 export function isReplay (request: FastifyRequest): boolean {
-  return (request as SlottedRequest)[kClaim]?.replayed === true
+  return stateOf(request).claim?.replayed === true
 }
 
 /** Whether this request carries a key that its handler will claim. */
 export function isKeyed (request: FastifyRequest): boolean {
-  return (request as SlottedRequest)[kClaim] !== null
+  return stateOf(request).claim !== null
 }

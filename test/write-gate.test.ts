@@ -7,7 +7,7 @@ import Fastify, { type FastifyReply, type FastifyRequest, type RouteOptions } fr
 import { test } from 'tap'
 import fastifyPrecondition, { LockLostError, LockTimeoutError, LockUnavailableError, MemoryLockStore, type Lease, type LeaseLossListener, type LockStore } from '../lib/index.js'
 import type { LockAcquireContext, LockReleaseMessage } from '../lib/observe.js'
-import { kGate } from '../lib/slots.js'
+import { kState } from '../lib/slots.js'
 import { partialRequest, send, sleep } from './helpers/http.js'
 
 function logLines () {
@@ -276,7 +276,8 @@ test('errors thrown where no Fastify runner would catch them go to Fastify or th
   await app.ready()
   const check = hooks.preHandler[hooks.preHandler.length - 1]
   const onSend = hooks.onSend[hooks.onSend.length - 1]
-  const request = { method: 'GET', headers: { 'if-none-match': '"1"' }, url: '/captured', log: app.log } as unknown as FastifyRequest
+  // A request as Fastify makes it, with the plugin's one slot.
+  const request = { method: 'GET', headers: { 'if-none-match': '"1"' }, url: '/captured', log: app.log, [kState]: null } as unknown as FastifyRequest
   const sent: unknown[] = []
   const failing = (alreadySent: boolean) => ({
     sent: alreadySent,
@@ -302,7 +303,7 @@ test('errors thrown where no Fastify runner would catch them go to Fastify or th
   })
   t.ok(lines.some((line) => String(line.msg).includes('error after the response started')), 'after it: logged')
 
-  const put = { ...request, method: 'PUT', [kGate]: null } as unknown as FastifyRequest
+  const put = { ...request, method: 'PUT', [kState]: null } as unknown as FastifyRequest
   const reply = { statusCode: 200, hasHeader: () => false, header () { return this } } as unknown as FastifyReply
   const calls: unknown[] = []
   await new Promise<void>((resolve) => {

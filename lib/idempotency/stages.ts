@@ -18,7 +18,7 @@ import { publishIdempotency } from '../observe.js'
 import type { IdempotencyPolicy } from '../policy.js'
 import type { ProblemWriter } from '../problem.js'
 import { clientGone, isThenable, orReply } from '../shared.js'
-import { kClaim } from '../slots.js'
+import { stateOf } from '../slots.js'
 import { call } from './calls.js'
 import { Claim, ClaimState } from './claim.js'
 import { decodeForClient } from './encoding.js'
@@ -35,8 +35,6 @@ export interface IdempotencyState {
   /** How long a claim waits for the store before the request is answered 503, in ms. */
   claimTimeout: number
 }
-
-type KeyedRequest = FastifyRequest & { [kClaim]: Claim | null }
 
 /**
  * Whether a request carries an Idempotency-Key header, valid or not: what the precondition check
@@ -73,7 +71,7 @@ export function readKeyHook (policy: IdempotencyPolicy, state: IdempotencyState,
       // Fastify parses a body wherever there is a Content-Type, and an HTTP/2 request may carry one
       // with neither.
       const digest = new BodyDigest(payload, requestHead(request.method, route, request.url, request.headers['content-type']))
-      ;(request as KeyedRequest)[kClaim] = new Claim(parsed.key, request, reply, digest, store, ttl, !between, name)
+      stateOf(request).claim = new Claim(parsed.key, request, reply, digest, store, ttl, !between, name)
       done(null, payload)
     } else if (parsed.reason === 'invalid') {
       publishIdempotency(request, name, 'invalid')
@@ -95,7 +93,7 @@ type Instance = ThisParameterType<RouteOptions['handler']>
  */
 export function markRun (handler: RouteOptions['handler']): RouteOptions['handler'] {
   return function markRun (this: Instance, request: FastifyRequest, reply: FastifyReply) {
-    const claim = (request as KeyedRequest)[kClaim]
+    const claim = stateOf(request).claim as Claim | null
     if (claim !== null) {
       // Its client left before the handler's turn and the key was let go: a retry may run it.
       if (claim.state === ClaimState.OVER) return undefined
@@ -197,7 +195,7 @@ export function claimHandler (policy: IdempotencyPolicy, state: IdempotencyState
   }
 
   return function claimThenHandle (this: Instance, request: FastifyRequest, reply: FastifyReply) {
-    const claim = (request as KeyedRequest)[kClaim]
+    const claim = stateOf(request).claim as Claim | null
     if (claim === null) return handler.call(this, request, reply)
     // The client left before its turn: claim nothing, run nothing.
     if (clientGone(reply.raw)) {
@@ -231,7 +229,7 @@ export function recordHook (before: ((reply: FastifyReply) => void) | null) {
   return function captureResponse (request: FastifyRequest, reply: FastifyReply, payload: unknown, done: (error: Error | null, payload?: unknown) => void) {
     // What the route's other onSend hook of the plugin would do, where this is its only one.
     if (before !== null) before(reply)
-    const claim = (request as KeyedRequest)[kClaim]
+    const claim = stateOf(request).claim as Claim | null
     if (claim === null) {
       done(null, payload)
       return

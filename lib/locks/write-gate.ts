@@ -29,7 +29,7 @@ import { checkValidators } from '../http/validators.js'
 import { lockReleaseChannel, publishLockRelease, publishPrecondition, traceLockAcquire } from '../observe.js'
 import type { ProblemWriter } from '../problem.js'
 import { clientGone, isThenable, orReply } from '../shared.js'
-import { conditionalHeaders, kGate } from '../slots.js'
+import { conditionalHeaders, kGate, stateOf } from '../slots.js'
 import { neverAborted } from './signal.js'
 import type { Lease, LockStore, RequestLock } from './types.js'
 
@@ -65,7 +65,7 @@ export interface RouteGate {
   readonly create: boolean
 }
 
-type GatedRequest = FastifyRequest & { [kGate]: WriteGate | null, lock: RequestLock | null }
+type GatedRequest = FastifyRequest & { lock: RequestLock | null }
 type RawResponse = FastifyReply['raw'] & { [kGate]?: WriteGate, stream?: { destroyed: boolean } }
 
 function onResponseClose (this: RawResponse): void {
@@ -318,7 +318,7 @@ export function gateHandler (gate: RouteGate): RouteHandlerMethod {
     if (clientGone(raw)) return undefined
     // A key() that throws is the route's bug: a 500 through Fastify's error path.
     const write = new WriteGate(this, request, reply, gate.key(request), gate)
-    ;(request as GatedRequest)[kGate] = write
+    stateOf(request).gate = write
     raw[kGate] = write
     raw.on('close', onResponseClose)
     let lease: Lease | Promise<Lease>

@@ -7,7 +7,7 @@ import { checkValidators } from '../http/validators.js'
 import type { Policy } from '../policy.js'
 import { dropForeignProblemEtag } from '../problem.js'
 import { isThenable } from '../shared.js'
-import { isReplay, kGate, kValidators, kWritten, type SlottedRequest } from '../slots.js'
+import { isReplay, stateOf } from '../slots.js'
 import { setRouteHeaders, setValidatorHeaders, unsetValidatorHeaders } from './headers.js'
 
 type OnSendDone = (error: Error | null, payload?: unknown) => void
@@ -47,7 +47,7 @@ export function afterWriteStage (validators: NonNullable<Policy['validators']>, 
     request.log.warn({ err: error }, 'fastify-precondition: validators failed after the write; no ETag sent')
   }
   return function readAfterWrite (request: FastifyRequest, reply: FastifyReply, proceed: () => void): void {
-    (request as SlottedRequest)[kWritten] = true
+    stateOf(request).written = true
     let current
     try {
       current = validators(request)
@@ -70,7 +70,7 @@ export type AfterWrite = ReturnType<typeof afterWriteStage>
 /** Whether a write's answer still needs its validators: a 2xx without both of its headers, not read yet. */
 function needsWriteValidators (request: FastifyRequest, reply: FastifyReply): boolean {
   const status = reply.statusCode
-  return status >= 200 && status < 300 && !isSafe(request.method) && !(request as SlottedRequest)[kWritten] &&
+  return status >= 200 && status < 300 && !isSafe(request.method) && !stateOf(request).written &&
     !(reply.hasHeader('etag') && reply.hasHeader('last-modified'))
 }
 
@@ -94,14 +94,14 @@ export function writeValidatorsHook (afterWrite: AfterWrite) {
 export function answerHeadersHook (policy: Policy, route: string, afterWrite: AfterWrite | null) {
   const { validators, headers } = policy
   return function sendValidators (request: FastifyRequest, reply: FastifyReply, payload: unknown, done: OnSendDone): void {
-    const req = request as SlottedRequest
-    const gate = req[kGate]
+    const state = stateOf(request)
+    const gate = state.gate
     if (gate !== null) gate.answer()
     const status = reply.statusCode
     if (!((status >= 200 && status < 300) || status === 304)) {
       dropForeignProblemEtag(reply)
       // A read that the handler answered with an error (its 404, a 500) describes no representation.
-      const current = req[kValidators]
+      const current = state.validators
       if (current !== null && current !== undefined && isSafe(request.method)) unsetValidatorHeaders(reply, current)
       done(null, payload)
       return
@@ -117,13 +117,13 @@ export function answerHeadersHook (policy: Policy, route: string, afterWrite: Af
       return
     }
     if (isSafe(request.method)) {
-      setValidatorHeaders(reply, req[kValidators])
+      setValidatorHeaders(reply, state.validators)
       done(null, payload)
       return
     }
     // A write changed the representation: its validators now are the ones to send. The lock is
     // still held, so they are this write's and nobody else's.
-    if (afterWrite === null || req[kWritten]) {
+    if (afterWrite === null || state.written) {
       done(null, payload)
       return
     }

@@ -9,7 +9,7 @@ import { publishPrecondition } from '../observe.js'
 import type { Policy } from '../policy.js'
 import type { ProblemWriter } from '../problem.js'
 import { isThenable, orReply } from '../shared.js'
-import { conditionalHeaders, isKeyed, kHeaders, kValidators, type SlottedRequest } from '../slots.js'
+import { conditionalHeaders, isKeyed, stateOf } from '../slots.js'
 import { setValidatorHeaders } from './headers.js'
 
 export type CheckHook = (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction) => void
@@ -40,7 +40,7 @@ export interface CheckOptions {
  */
 export function keepConditionalHeaders (request: FastifyRequest, _reply: FastifyReply, done: HookHandlerDoneFunction): void {
   const headers = request.headers
-  ;(request as SlottedRequest)[kHeaders] = {
+  stateOf(request).headers = {
     'if-match': headers['if-match'],
     'if-none-match': headers['if-none-match'],
     'if-modified-since': headers['if-modified-since'],
@@ -70,7 +70,7 @@ export function checkHook (options: CheckOptions): CheckHook {
   const skipWrites = options.writes === 'skip'
   const early = options.writes === 'early'
 
-  function decide (request: SlottedRequest, reply: FastifyReply, value: unknown, done: HookHandlerDoneFunction): void {
+  function decide (request: FastifyRequest, reply: FastifyReply, value: unknown, done: HookHandlerDoneFunction): void {
     let current: Validators | null
     try {
       current = checkValidators(value, route)
@@ -79,7 +79,7 @@ export function checkHook (options: CheckOptions): CheckHook {
       return
     }
     const outcome = evaluate(request.method, conditionalHeaders(request), current, weakIfMatch, create)
-    request[kValidators] = current
+    stateOf(request).validators = current
     if (outcome === Outcome.PROCEED || outcome === Outcome.IGNORE_RANGE) {
       // A locked write checked early is checked again under its lock, which says how it ends.
       if (!early || isSafe(request.method)) publishPrecondition(request, route, 'proceed')
@@ -115,13 +115,13 @@ export function checkHook (options: CheckOptions): CheckHook {
     if (isThenable(current)) {
       current.then((value) => {
         try {
-          decide(request as SlottedRequest, reply, value, done)
+          decide(request, reply, value, done)
         } catch (error) {
           reportError(request, reply, error)
         }
       }, done)
     } else {
-      decide(request as SlottedRequest, reply, current, done)
+      decide(request, reply, current, done)
     }
   }
 }

@@ -7,7 +7,7 @@ import { evaluate, Outcome, outcomeStatus, type Validators } from '../http/evalu
 import { checkValidators } from '../http/validators.js'
 import { publishPrecondition } from '../observe.js'
 import type { ProblemWriter } from '../problem.js'
-import { conditionalHeaders, kWritten, type SlottedRequest } from '../slots.js'
+import { conditionalHeaders, stateOf } from '../slots.js'
 import { setValidatorHeaders } from './headers.js'
 
 export type FailPrecondition = (this: FastifyReply, current?: Validators | string | null, detail?: string) => FastifyReply
@@ -38,6 +38,6 @@ export function setValidators (this: FastifyReply, current: Validators): Fastify
   if (checked === null) throw new TypeError(`fastify-precondition: ${route}: reply.setValidators needs the new validators ({ etag, lastModified }); got null`)
   setValidatorHeaders(this, checked)
   // Handed over: `validators` is not called after the write, also for a header left out.
-  ;(this.request as SlottedRequest)[kWritten] = true
+  stateOf(this.request).written = true
   return this
 }
