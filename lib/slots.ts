@@ -63,6 +63,14 @@ export function stateOf (request: FastifyRequest): RequestState {
   return (slotted[kState] = new RequestState())
 }
 
+// What peekState gives for a request the plugin has not touched: read, never written.
+const UNTOUCHED: Readonly<RequestState> = new RequestState()
+
+/** The plugin's state of `request` to read, without making one where there is none yet. */
+export function peekState (request: FastifyRequest): Readonly<RequestState> {
+  return (request as SlottedRequest)[kState] ?? UNTOUCHED
+}
+
 /** Declares every slot and the public request properties, once per registration. */
 export function declareSlots (fastify: Decorating): void {
   fastify.decorateRequest(kState as unknown as string, null)

@@ -7,7 +7,7 @@ import { checkValidators } from '../http/validators.js'
 import type { Policy } from '../policy.js'
 import { dropForeignProblemEtag } from '../problem.js'
 import { isThenable } from '../shared.js'
-import { isReplay, stateOf } from '../slots.js'
+import { isReplay, peekState, stateOf } from '../slots.js'
 import { setRouteHeaders, setValidatorHeaders, unsetValidatorHeaders } from './headers.js'
 
 type OnSendDone = (error: Error | null, payload?: unknown) => void
@@ -94,7 +94,8 @@ export function writeValidatorsHook (afterWrite: AfterWrite) {
 export function answerHeadersHook (policy: Policy, route: string, afterWrite: AfterWrite | null) {
   const { validators, headers } = policy
   return function sendValidators (request: FastifyRequest, reply: FastifyReply, payload: unknown, done: OnSendDone): void {
-    const state = stateOf(request)
+    // Read only: a 428 answered before any stage made the state makes none here.
+    const state = peekState(request)
     const gate = state.gate
     if (gate !== null) gate.answer()
     const status = reply.statusCode
