@@ -93,15 +93,15 @@ export function declareSlots (fastify: Decorating): void {
 
 /** The conditional headers as they arrived: a strict headers schema may have stripped them since. */
 export function conditionalHeaders (request: FastifyRequest): ConditionalHeaders {
-  return stateOf(request).headers ?? request.headers
+  return peekState(request).headers ?? request.headers
 }
 
 /** Whether this reply is a replay of a stored response (so an onSend hook leaves it as stored). */
 export function isReplay (request: FastifyRequest): boolean {
-  return stateOf(request).claim?.replayed === true
+  return peekState(request).claim?.replayed === true
 }
 
 /** Whether this request carries a key that its handler will claim. */
 export function isKeyed (request: FastifyRequest): boolean {
-  return stateOf(request).claim !== null
+  return peekState(request).claim !== null
 }
