@@ -272,6 +272,9 @@ async function idleMeterProvider () {
   return new MeterProvider({ readers: [new IdleReader()] })
 }
 
+// The key's syntax, as the plugin reads a bare key: 1 to 255 visible characters.
+const FLOOR_KEY = /^[!-~]{1,255}$/
+
 export const builders = {
   /** Fastify with no plugin: the baseline of every PUT scenario. */
   async 'bare-put' () {
@@ -452,9 +455,11 @@ export const builders = {
   /**
    * The floor of any Idempotency-Key path built from Fastify's hooks, written by hand into a bare
    * app: what every correct one does and nothing more. A preParsing hook hashes the body bytes as
-   * the parser reads them (SHA-256 with the method and URL), the handler looks the key up and
-   * claims it, an onSend hook keeps the answer (for 24 h, like the plugin's default ttl). No scope,
-   * no lease or renewal, no 5xx release, no problem bodies, no client-gone handling.
+   * the parser reads them (SHA-256 with the method, the URL and the body's media type: the same
+   * bytes as JSON and as text are two requests), a key that is not 1 to 255 visible characters is
+   * refused with a 400, the handler looks the key up and claims it, an onSend hook keeps the answer
+   * (for 24 h, like the plugin's default ttl). No scope, no lease or renewal, no 5xx release, no
+   * problem bodies, no client-gone handling.
    */
   async 'floor-post-idempotent' () {
     const records = new Map()
@@ -464,7 +469,14 @@ export const builders = {
       preParsing (request, reply, payload, done) {
         const key = request.headers['idempotency-key']
         if (typeof key === 'string') {
-          const state = { key, head: request.method + ' ' + request.url + ' ', body: '', print: '', record: null }
+          if (!FLOOR_KEY.test(key)) {
+            reply.code(400).send({})
+            return
+          }
+          // Method, URL and media type hold no space: spaces keep them apart.
+          const type = request.headers['content-type']
+          const media = type === undefined ? '' : (type.indexOf(';') === -1 ? type : type.slice(0, type.indexOf(';'))).trim().toLowerCase()
+          const state = { key, head: request.method + ' ' + request.url + ' ' + media + ' ', body: '', print: '', record: null }
           request.idempotency = state
           const emit = payload.emit
           payload.emit = function (event, chunk) {

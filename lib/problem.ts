@@ -8,7 +8,7 @@ import type { FastifyReply } from 'fastify'
 import { invalidOption, ProblemCode } from './errors.js'
 import { Outcome } from './http/evaluate.js'
 import { orList } from './shared.js'
-import { kProblemEtag, type SlottedReply } from './slots.js'
+import { peekState, stateOf } from './slots.js'
 
 /** The TypeBox schema of every problem body the plugin sends. */
 export const ProblemDetailsSchema = Type.Object({
@@ -31,9 +31,9 @@ export const PROBLEM_CONTENT_TYPE = 'application/problem+json; charset=utf-8'
  * problem body, which app-wide hooks such as @fastify/etag's would add. For an onSend hook.
  */
 export function dropForeignProblemEtag (reply: FastifyReply): void {
-  if (reply.statusCode >= 400 && reply.getHeader('content-type') === PROBLEM_CONTENT_TYPE && reply.getHeader('etag') !== (reply as SlottedReply)[kProblemEtag]) {
-    reply.removeHeader('etag')
-  }
+  if (reply.statusCode < 400 || reply.getHeader('content-type') !== PROBLEM_CONTENT_TYPE) return
+  const etag = reply.getHeader('etag')
+  if (etag !== undefined && etag !== peekState(reply.request).problemEtag) reply.removeHeader('etag')
 }
 
 /**
@@ -232,7 +232,7 @@ export class ProblemWriter {
     let body = head + JSON.stringify(requestPath(url)) + this.failedTail
     if (etag !== undefined && this.exposeEtag) {
       body += ',"etag":' + JSON.stringify(etag)
-      ;(reply as SlottedReply)[kProblemEtag] = etag
+      stateOf(reply.request).problemEtag = etag
       this.emit(reply, 412, body + '}', { etag })
     } else {
       this.emit(reply, 412, body + '}', null)

@@ -1,7 +1,7 @@
 // Every per-request slot of the plugin, declared here and decorated once (`declareSlots`), so
 // requests and replies keep one shape; and the few things one feature reads of another's state,
 // through these slots rather than through each other's modules.
-import type { FastifyReply, FastifyRequest } from 'fastify'
+import type { FastifyRequest } from 'fastify'
 import type { ConditionalHeaders, Validators } from './http/evaluate.js'
 import { parsePreconditions, type Preconditions } from './http/preconditions.js'
 
@@ -11,14 +11,12 @@ import { parsePreconditions, type Preconditions } from './http/preconditions.js'
  * guarded or not, each a megamorphic store (about 250 instructions apiece).
  */
 export const kState = Symbol('fastify-precondition.state')
-/** The write gate of a locked write on its raw response, for the response's 'close'. */
-export const kGate = Symbol('fastify-precondition.gate')
-/** On a reply: the ETag a 412 problem carries, the only one a problem may keep. */
-export const kProblemEtag = Symbol('fastify-precondition.problemEtag')
 
-/** What the answer's hook needs of the write gate: the handler has answered. */
+/** What others need of the write gate: the handler has answered; `request.lock`. */
 export interface GateSlot {
   answer (): void
+  /** `request.lock` (a RequestLock of locks/), made when first read; null while no lease is held. */
+  requestLock (): object | null
 }
 
 /** What others read of a request's claim: whether this answer is a stored one replayed. */
@@ -40,6 +38,8 @@ export class RequestState {
   gate: GateSlot | null = null
   /** The Idempotency-Key claim of a keyed request (idempotency/). */
   claim: ClaimSlot | null = null
+  /** The ETag a 412 problem carries, the only one a problem may keep. */
+  problemEtag: string | null = null
 }
 
 export interface RequestSlots {
@@ -47,11 +47,9 @@ export interface RequestSlots {
 }
 
 export type SlottedRequest = FastifyRequest & RequestSlots
-export type SlottedReply = FastifyReply & { [kProblemEtag]: string | null }
 
 interface Decorating {
   decorateRequest: (name: string, value: unknown) => unknown
-  decorateReply: (name: string, value: unknown) => unknown
 }
 
 /** The plugin's state of `request`, made on first use. */
@@ -71,11 +69,18 @@ export function peekState (request: FastifyRequest): Readonly<RequestState> {
   return (request as SlottedRequest)[kState] ?? UNTOUCHED
 }
 
-/** Declares every slot and the public request properties, once per registration. */
+/**
+ * Declares the one slot and the public request properties, once per registration. The public
+ * ones are getters on the prototype: a value decorated would be stored on every request.
+ */
 export function declareSlots (fastify: Decorating): void {
   fastify.decorateRequest(kState as unknown as string, null)
-  fastify.decorateReply(kProblemEtag as unknown as string, null)
-  fastify.decorateRequest('lock', null)
+  fastify.decorateRequest('lock', {
+    getter (this: SlottedRequest): object | null {
+      const gate = peekState(this).gate
+      return gate === null ? null : gate.requestLock()
+    }
+  })
   fastify.decorateRequest('preconditions', {
     getter (this: SlottedRequest): Preconditions {
       const state = stateOf(this)

@@ -15,6 +15,16 @@ for (const group of evaluationCases) {
   })
 }
 
+test('If-Match that is the current tag, character for character, proceeds only where a parse would', async (t) => {
+  t.equal(evaluate('PUT', { 'if-match': '"v1"' }, { etag: '"v1"' }), Outcome.PROCEED, 'a strong tag')
+  t.equal(evaluate('PUT', { 'if-match': 'W/"v1"' }, { etag: 'W/"v1"' }), Outcome.IF_MATCH_WEAK, 'a weak one never matches strongly')
+  t.equal(evaluate('PUT', { 'if-match': 'W/"v1"' }, { etag: 'W/"v1"' }, true), Outcome.PROCEED, 'unless weakIfMatch')
+  t.equal(evaluate('PUT', { 'if-match': 'v1' }, { etag: 'v1' }), Outcome.IF_MATCH_INVALID, 'a bare value is no entity-tag in the field')
+  t.equal(evaluate('PUT', { 'if-match': '"a" "b"' }, { etag: '"a" "b"' }), Outcome.IF_MATCH_INVALID, 'nor two tags without a comma')
+  t.equal(evaluate('PUT', { 'if-match': '"a", "b"' }, { etag: '"a", "b"' }), Outcome.IF_MATCH_MISMATCH, 'a list that reads as the current "tag" holds two other tags')
+  t.equal(evaluate('PUT', { 'if-match': '"v1"', 'if-none-match': '"v1"' }, { etag: '"v1"' }), Outcome.IF_NONE_MATCH, 'If-None-Match is still evaluated after it')
+})
+
 test('evaluation leaves its inputs alone', async (t) => {
   const headers = { 'if-match': ['"a"', '"v1"'], range: 'bytes=0-1', 'if-range': '"x"' }
   const current = { etag: 'v1', lastModified: new Date(0) }

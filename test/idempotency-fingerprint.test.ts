@@ -3,7 +3,7 @@ import { createHash } from 'node:crypto'
 import { Readable, Writable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import { test } from 'tap'
-import { BodyDigest, requestHead, storeKey, unreadFingerprint } from '../lib/idempotency/fingerprint.js'
+import { BodyDigest, requestHead, routeHead, storeKey, unreadFingerprint } from '../lib/idempotency/fingerprint.js'
 
 // Byte streams, as a request is (Readable.from is in object mode unless told otherwise).
 const bytes = (chunks: Buffer[]) => Readable.from(chunks, { objectMode: false })
@@ -29,6 +29,23 @@ test('every part of the head counts, and parts cannot run into each other', asyn
   t.equal(requestHead('POST', '/orders', '/orders', ' text/plain '), requestHead('POST', '/orders', '/orders', 'text/plain'))
   t.not(requestHead('POST', '/a', 'b'), requestHead('POST', '/ab', ''), 'length-prefixed')
   t.equal(requestHead('P\u00c9', '', ''), '3:P\u00c9;0:;0:;0:;', 'lengths in UTF-8 bytes')
+})
+
+test('a route\'s head, its parts kept from one request to the next, is requestHead\'s for every request', async (t) => {
+  const head = routeHead('/orders/:id')
+  // Methods and media types alternate, repeat and come back, so a part kept from the request
+  // before would show.
+  const requests: Array<[string, string, string | undefined]> = [
+    ['POST', '/orders/1', 'application/json'],
+    ['POST', '/orders/2', 'application/json'],
+    ['PUT', '/orders/2', 'application/json'],
+    ['PUT', '/orders/2', undefined],
+    ['POST', '/orders/\u00e9', 'Text/Plain; charset=utf-8'],
+    ['POST', '/orders/1', undefined],
+    ['P\u00c9', '/orders/1', 'application/json'],
+    ['POST', '/orders/1', 'application/json']
+  ]
+  for (const [method, url, type] of requests) t.equal(head(method, url, type), requestHead(method, '/orders/:id', url, type), `${method} ${url} ${String(type)}`)
 })
 
 test('store keys: no two (scope, key) pairs share one', async (t) => {

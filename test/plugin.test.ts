@@ -224,6 +224,37 @@ test('the handler\'s own ETag or Last-Modified wins, and 4xx/5xx carry none', as
   }
 })
 
+test('a write whose handler set both validators keeps them, and its validators are not read again', async (t) => {
+  const app = Fastify()
+  await app.register(fastifyPrecondition)
+  let reads = 0
+  const validators = () => {
+    reads++
+    return { etag: '"v2"', lastModified: Date.UTC(2026, 0, 2) }
+  }
+  const both = (reply: { header: (name: string, value: string) => unknown }) => {
+    reply.header('etag', '"mine"')
+    reply.header('last-modified', 'Sat, 03 Jan 2026 00:00:00 GMT')
+  }
+  // A value to serialize gets its validators in preSerialization, a string in onSend.
+  app.put('/object', { concurrency: { validators, lock: false } }, async (_request, reply) => { both(reply); return { saved: true } })
+  app.put('/string', { concurrency: { validators, lock: false } }, async (_request, reply) => { both(reply); return 'saved' })
+  app.put('/etag-only', { concurrency: { validators, lock: false } }, async (_request, reply) => { reply.header('etag', '"mine"'); return 'saved' })
+  for (const url of ['/object', '/string']) {
+    reads = 0
+    const res = await app.inject({ method: 'PUT', url, headers: { 'if-match': '"v2"' } })
+    t.equal(res.statusCode, 200, url)
+    t.equal(res.headers.etag, '"mine"', url)
+    t.equal(res.headers['last-modified'], 'Sat, 03 Jan 2026 00:00:00 GMT', url)
+    t.equal(reads, 1, `${url}: read for the check alone`)
+  }
+  reads = 0
+  const one = await app.inject({ method: 'PUT', url: '/etag-only', headers: { 'if-match': '"v2"' } })
+  t.equal(one.headers.etag, '"mine"', 'the handler\'s ETag stays')
+  t.equal(one.headers['last-modified'], 'Fri, 02 Jan 2026 00:00:00 GMT', 'and Last-Modified comes from the validators read after the write')
+  t.equal(reads, 2)
+})
+
 test('async validators, and validators that throw or return nonsense', async (t) => {
   const app = Fastify()
   await app.register(fastifyPrecondition)

@@ -1,7 +1,7 @@
 // RFC 9110 §13.2.2, "Evaluation of Preconditions", as one pure function. It returns a number,
 // not an object, so the request path allocates nothing to learn that a request may proceed.
 import {
-  anyStrongMatch, anyWeakMatch, isEntityTagStart, normalizeEtag, parseEntityTag, parseEntityTags, strongCompare
+  anyStrongMatch, anyWeakMatch, isEntityTag, isEntityTagStart, normalizeEtag, parseEntityTag, parseEntityTags, strongCompare
 } from './entity-tag.js'
 import { parseHttpDate } from './http-date.js'
 import { fieldValue } from './methods.js'
@@ -145,6 +145,9 @@ export function evaluate (method: string, headers: ConditionalHeaders, current: 
 }
 
 function evaluateIfMatch (ifMatch: string, current: Validators | null, weakIfMatch: boolean): Outcome {
+  // The common case without a parse: the field is the current strong tag itself.
+  const currentTag = current === null ? undefined : current.etag
+  if (ifMatch === currentTag && currentTag.charCodeAt(0) === 0x22 && isEntityTag(currentTag)) return Outcome.PROCEED
   const tags = parseEntityTags(ifMatch)
   if (tags === '*') return current === null ? Outcome.IF_MATCH_NONE : Outcome.PROCEED
   if (tags.length === 0) return Outcome.IF_MATCH_INVALID

@@ -22,7 +22,7 @@ import { stateOf } from '../slots.js'
 import { call } from './calls.js'
 import { Claim, ClaimState } from './claim.js'
 import { decodeForClient } from './encoding.js'
-import { BodyDigest, requestHead, storeKey } from './fingerprint.js'
+import { BodyDigest, routeHead, storeKey } from './fingerprint.js'
 import { parseIdempotencyKey } from './key.js'
 import type { Renewals } from './renewals.js'
 import type { ClaimResult, IdempotencyStore } from './store.js'
@@ -59,7 +59,7 @@ function retryAfterSeconds (result: { retryAfter?: number }): number | undefined
 export function readKeyHook (policy: IdempotencyPolicy, state: IdempotencyState, url: string, name: string, between: boolean) {
   const { store, problems } = state
   const { required, ttl } = policy
-  const route = url
+  const head = routeHead(url)
   return function readIdempotencyKey (request: FastifyRequest, reply: FastifyReply, payload: Readable, done: (error: Error | null, payload?: Readable) => void) {
     if (isSafe(request.method)) {
       done(null, payload)
@@ -70,7 +70,7 @@ export function readKeyHook (policy: IdempotencyPolicy, state: IdempotencyState,
       // Every keyed request is watched, not only those with Content-Length or Transfer-Encoding:
       // Fastify parses a body wherever there is a Content-Type, and an HTTP/2 request may carry one
       // with neither.
-      const digest = new BodyDigest(payload, requestHead(request.method, route, request.url, request.headers['content-type']))
+      const digest = new BodyDigest(payload, head(request.method, request.url, request.headers['content-type']))
       stateOf(request).claim = new Claim(parsed.key, request, reply, digest, store, ttl, !between, name)
       done(null, payload)
     } else if (parsed.reason === 'invalid') {

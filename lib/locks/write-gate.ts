@@ -29,7 +29,7 @@ import { checkValidators } from '../http/validators.js'
 import { lockReleaseChannel, publishLockRelease, publishPrecondition, traceLockAcquire } from '../observe.js'
 import type { ProblemWriter } from '../problem.js'
 import { clientGone, isThenable, orReply } from '../shared.js'
-import { conditionalHeaders, kGate, stateOf } from '../slots.js'
+import { conditionalHeaders, stateOf } from '../slots.js'
 import { neverAborted } from './signal.js'
 import type { Lease, LockStore, RequestLock } from './types.js'
 
@@ -65,13 +65,6 @@ export interface RouteGate {
   readonly create: boolean
 }
 
-type GatedRequest = FastifyRequest & { lock: RequestLock | null }
-type RawResponse = FastifyReply['raw'] & { [kGate]?: WriteGate, stream?: { destroyed: boolean } }
-
-function onResponseClose (this: RawResponse): void {
-  (this[kGate] as WriteGate).close()
-}
-
 /** `request.lock`: the signal is read from the lease only when asked for. */
 class HeldLock implements RequestLock {
   readonly key: string
@@ -100,6 +93,9 @@ export class WriteGate {
   /** The store reported the lease lost. */
   lost = false
   lease: Lease | null = null
+  /** The lease as it was handed over, kept after its release for `request.lock`. */
+  private granted: Lease | null = null
+  private held: RequestLock | null = null
   /** When the lease arrived (performance.now()), if its release is to be published; else -1. */
   acquiredAt = -1
   readonly instance: FastifyInstance
@@ -134,8 +130,9 @@ export class WriteGate {
       return undefined
     }
     this.state = GateState.CHECKING
-    // Set before the validators run, so they can read the fence the write will be checked against.
-    ;(this.request as GatedRequest).lock = new HeldLock(this.key, lease)
+    // `request.lock` from now, before the validators run: they can read the fence the write will
+    // be checked against.
+    this.granted = lease
     const validators = this.gate.validators
     if (validators === null) return this.enter()
     let current
@@ -226,6 +223,12 @@ export class WriteGate {
     return result
   }
 
+  /** `request.lock`: made when first read, null until the lease arrived. */
+  requestLock (): RequestLock | null {
+    if (this.held === null && this.granted !== null) this.held = new HeldLock(this.key, this.granted)
+    return this.held
+  }
+
   /** onSend: the answer is on its way. */
   answer (): void {
     this.answered = true
@@ -313,14 +316,14 @@ export function gateHandler (gate: RouteGate): RouteHandlerMethod {
   const { store, lockTimeout, handler } = gate
   return function gatedHandler (this: FastifyInstance, request: FastifyRequest, reply: FastifyReply) {
     if (isSafe(request.method)) return handler.call(this, request, reply)
-    const raw = reply.raw as RawResponse
+    const raw = reply.raw
     // Gone before its turn (its 'close' may have fired already): no lock, no handler.
     if (clientGone(raw)) return undefined
     // A key() that throws is the route's bug: a 500 through Fastify's error path.
     const write = new WriteGate(this, request, reply, gate.key(request), gate)
     stateOf(request).gate = write
-    raw[kGate] = write
-    raw.on('close', onResponseClose)
+    // A closure, not a property on the response: Node's own objects keep their shape.
+    raw.on('close', () => { write.close() })
     let lease: Lease | Promise<Lease>
     try {
       lease = traceLockAcquire(store, request, write.key, lockTimeout)

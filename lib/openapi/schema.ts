@@ -339,6 +339,8 @@ function problem (description: string, example: ProblemDetails, headers?: Schema
 function capture (write: (reply: FastifyReply) => void): ProblemDetails {
   let body = ''
   const reply = {
+    // The request whose state a 412 notes its ETag in.
+    request: {},
     code () { return reply },
     header () { return reply },
     headers () { return reply },

@@ -34,10 +34,10 @@ function handOn (request: FastifyRequest, done: OnSendDone, payload: unknown): v
  * has not set; then `proceed`. Marks the request so it happens once.
  */
 export function afterWriteStage (validators: NonNullable<Policy['validators']>, route: string) {
-  function apply (request: FastifyRequest, reply: FastifyReply, value: unknown): void {
+  function apply (request: FastifyRequest, reply: FastifyReply, value: unknown, etagSet: boolean): void {
     try {
       // A handler that set one of the two keeps it, and gets the other.
-      setValidatorHeaders(reply, checkValidators(value, route), true)
+      setValidatorHeaders(reply, checkValidators(value, route), etagSet)
     } catch (error) {
       // The write is done: a 500 now would tell the client to retry a change that was applied.
       request.log.error({ err: error }, 'fastify-precondition: validators after the write were invalid; no ETag sent')
@@ -46,7 +46,8 @@ export function afterWriteStage (validators: NonNullable<Policy['validators']>, 
   function failed (request: FastifyRequest, error: unknown): void {
     request.log.warn({ err: error }, 'fastify-precondition: validators failed after the write; no ETag sent')
   }
-  return function readAfterWrite (request: FastifyRequest, reply: FastifyReply, proceed: () => void): void {
+  /** `etagSet`: whether the reply has an ETag already (the caller asked the reply). */
+  return function readAfterWrite (request: FastifyRequest, reply: FastifyReply, etagSet: boolean, proceed: () => void): void {
     stateOf(request).written = true
     let current
     try {
@@ -57,21 +58,20 @@ export function afterWriteStage (validators: NonNullable<Policy['validators']>, 
       return
     }
     if (!isThenable(current)) {
-      apply(request, reply, current)
+      apply(request, reply, current, etagSet)
       proceed()
       return
     }
-    current.then((value) => { apply(request, reply, value) }, (error: unknown) => { failed(request, error) }).then(proceed)
+    current.then((value) => { apply(request, reply, value, etagSet) }, (error: unknown) => { failed(request, error) }).then(proceed)
   }
 }
 
 export type AfterWrite = ReturnType<typeof afterWriteStage>
 
-/** Whether a write's answer still needs its validators: a 2xx without both of its headers, not read yet. */
-function needsWriteValidators (request: FastifyRequest, reply: FastifyReply): boolean {
+/** A write's answer that still needs its validators: a 2xx whose validators were not read yet. */
+function writeNotRead (request: FastifyRequest, reply: FastifyReply): boolean {
   const status = reply.statusCode
-  return status >= 200 && status < 300 && !isSafe(request.method) && !stateOf(request).written &&
-    !(reply.hasHeader('etag') && reply.hasHeader('last-modified'))
+  return status >= 200 && status < 300 && !isSafe(request.method) && !peekState(request).written
 }
 
 /**
@@ -82,17 +82,26 @@ function needsWriteValidators (request: FastifyRequest, reply: FastifyReply): bo
  */
 export function writeValidatorsHook (afterWrite: AfterWrite) {
   return function writeValidators (request: FastifyRequest, reply: FastifyReply, payload: unknown, done: OnSendDone): void {
-    if (!needsWriteValidators(request, reply)) {
+    if (!writeNotRead(request, reply)) {
       done(null, payload)
       return
     }
-    afterWrite(request, reply, () => { handOn(request, done, payload) })
+    // Each header asked once: one the reply lacks costs Fastify two lookups, each lower-casing its name.
+    const etagSet = reply.hasHeader('etag')
+    if (etagSet && reply.hasHeader('last-modified')) {
+      done(null, payload)
+      return
+    }
+    afterWrite(request, reply, etagSet, () => { handOn(request, done, payload) })
   }
 }
 
-/** The route's onSend hook of the preconditions: validators and `headers` on 2xx and 304, problems cleaned. */
+/**
+ * The route's onSend hook of the preconditions: the route's `headers` on 2xx and 304, a write's
+ * validators where no earlier stage set them, a read's taken off an error, problems cleaned.
+ */
 export function answerHeadersHook (policy: Policy, route: string, afterWrite: AfterWrite | null) {
-  const { validators, headers } = policy
+  const { headers } = policy
   return function sendValidators (request: FastifyRequest, reply: FastifyReply, payload: unknown, done: OnSendDone): void {
     // Read only: a 428 answered before any stage made the state makes none here.
     const state = peekState(request)
@@ -113,21 +122,18 @@ export function answerHeadersHook (policy: Policy, route: string, afterWrite: Af
       return
     }
     if (headers !== null) setRouteHeaders(request, reply, headers, route)
-    if (validators === null || (reply.hasHeader('etag') && reply.hasHeader('last-modified'))) {
-      done(null, payload)
-      return
-    }
-    if (isSafe(request.method)) {
-      setValidatorHeaders(reply, state.validators)
-      done(null, payload)
-      return
-    }
+    // A read's validators went on the reply in its check (a 304's too), before any onSend hook.
     // A write changed the representation: its validators now are the ones to send. The lock is
     // still held, so they are this write's and nobody else's.
-    if (afterWrite === null || state.written) {
+    if (afterWrite === null || state.written || isSafe(request.method)) {
       done(null, payload)
       return
     }
-    afterWrite(request, reply, () => { handOn(request, done, payload) })
+    const etagSet = reply.hasHeader('etag')
+    if (etagSet && reply.hasHeader('last-modified')) {
+      done(null, payload)
+      return
+    }
+    afterWrite(request, reply, etagSet, () => { handOn(request, done, payload) })
   }
 }

@@ -93,6 +93,8 @@ export function checkHook (options: CheckOptions): CheckHook {
     }
     if (outcomeStatus(outcome) === 304) {
       publishPrecondition(request, route, 'not-modified')
+      // A 304 carries the validators a 200 would have (RFC 9110 §15.4.5).
+      setValidatorHeaders(reply, current)
       reply.code(304).send()
       return
     }

@@ -5,11 +5,14 @@ import type { Validators } from '../http/evaluate.js'
 import { formatHttpDate } from '../http/http-date.js'
 import { checkHeaders, type Policy } from '../policy.js'
 
-/** `missing`: only the fields the reply has not set (the handler's own win). */
-export function setValidatorHeaders (reply: FastifyReply, current: Validators | null | undefined, missing = false): void {
+/**
+ * `etagSet` null: both fields set. Else only the fields the reply has not set (the handler's own
+ * win), `etagSet` saying whether it has an ETag (the caller asked the reply already).
+ */
+export function setValidatorHeaders (reply: FastifyReply, current: Validators | null | undefined, etagSet: boolean | null = null): void {
   if (current === null || current === undefined) return
-  if (current.etag !== undefined && !(missing && reply.hasHeader('etag'))) reply.header('etag', current.etag)
-  if (current.lastModified !== undefined && !(missing && reply.hasHeader('last-modified'))) {
+  if (current.etag !== undefined && etagSet !== true) reply.header('etag', current.etag)
+  if (current.lastModified !== undefined && !(etagSet !== null && reply.hasHeader('last-modified'))) {
     reply.header('last-modified', formatHttpDate(current.lastModified as Date | number))
   }
 }

@@ -14,7 +14,7 @@ export type StageHook = 'onRequest' | 'preParsing' | 'preHandler' | 'preSerializ
  * - `require` (preconditions): 428 for a write without a required header;
  * - `check` (preconditions): the precondition check in the route's stage hook (304, 412);
  * - `write-validators` (preconditions): a write's new validators, before app-wide onSend hooks;
- * - `answer-headers` (preconditions): validators and `headers` on 2xx/304, problems cleaned;
+ * - `answer-headers` (preconditions): `headers` on 2xx/304, a write's validators if not set yet, problems cleaned;
  * - `record` (idempotency): the claimed request's answer stored, or its key released;
  * - `mark-run` (idempotency): the route's handler marked as called, where something sits between;
  * - `check-in-handler` (preconditions): a keyed write without a lock checked after its claim;
