@@ -46,8 +46,14 @@ export function afterWriteStage (validators: NonNullable<Policy['validators']>, 
   function failed (request: FastifyRequest, error: unknown): void {
     request.log.warn({ err: error }, 'fastify-precondition: validators failed after the write; no ETag sent')
   }
-  /** `etagSet`: whether the reply has an ETag already (the caller asked the reply). */
-  return function readAfterWrite (request: FastifyRequest, reply: FastifyReply, etagSet: boolean, proceed: () => void): void {
+  return function readAfterWrite (request: FastifyRequest, reply: FastifyReply, proceed: () => void): void {
+    // Each header asked once: one the reply lacks costs Fastify two lookups, each lower-casing its
+    // name. A handler that set both keeps them, and the validators are not read.
+    const etagSet = reply.hasHeader('etag')
+    if (etagSet && reply.hasHeader('last-modified')) {
+      proceed()
+      return
+    }
     stateOf(request).written = true
     let current
     try {
@@ -86,13 +92,7 @@ export function writeValidatorsHook (afterWrite: AfterWrite) {
       done(null, payload)
       return
     }
-    // Each header asked once: one the reply lacks costs Fastify two lookups, each lower-casing its name.
-    const etagSet = reply.hasHeader('etag')
-    if (etagSet && reply.hasHeader('last-modified')) {
-      done(null, payload)
-      return
-    }
-    afterWrite(request, reply, etagSet, () => { handOn(request, done, payload) })
+    afterWrite(request, reply, () => { handOn(request, done, payload) })
   }
 }
 
@@ -129,11 +129,6 @@ export function answerHeadersHook (policy: Policy, route: string, afterWrite: Af
       done(null, payload)
       return
     }
-    const etagSet = reply.hasHeader('etag')
-    if (etagSet && reply.hasHeader('last-modified')) {
-      done(null, payload)
-      return
-    }
-    afterWrite(request, reply, etagSet, () => { handOn(request, done, payload) })
+    afterWrite(request, reply, () => { handOn(request, done, payload) })
   }
 }
