@@ -390,7 +390,7 @@ test('request.idempotency.transaction: opens, records what fn returns, commits; 
   let runs = 0
   const port = await start(t, { idempotencyStore: store }, (app) => {
     app.post('/orders', { concurrency: { idempotency: { required: true } } }, async (request, reply) => {
-      return await request.idempotency.transaction('pool', async (client) => {
+      return await request.idempotency?.transaction('pool', async (client) => {
         t.equal(client, tx, 'fn gets the store\'s transaction')
         runs++
         reply.code(201)

@@ -116,17 +116,29 @@ export function storeContract (t: Test, makeStore: () => IdempotencyStore | Prom
     t.same(await store.claim(key, 'fp', 5000), { state: 'done', response: bytes })
   })
 
-  t.test('a lease that ran out cannot be completed or renewed, even when nobody claimed the key since', async (t) => {
+  t.test('a lease that ran out is still its claimer\'s while nobody claimed the key since: complete and renew work', async (t) => {
     const store = await makeStore()
     const completeKey = fresh('late-complete')
     const renewKey = fresh('late-renew')
     const completeToken = await claimed(store, completeKey, 'fp', SHORT)
     const renewToken = await claimed(store, renewKey, 'fp', SHORT)
     await sleep(PAST_SHORT)
-    t.equal(await store.complete(completeKey, completeToken, bytes, TTL), false)
-    t.equal(await store.renew(renewKey, renewToken, 5000), false)
-    t.equal((await store.claim(completeKey, 'other', 5000)).state, 'claimed', 'the key is free')
-    t.equal((await store.claim(renewKey, 'other', 5000)).state, 'claimed', 'the key is free')
+    t.equal(await store.complete(completeKey, completeToken, bytes, TTL, 'fp'), true, 'the answer is stored: nobody else ran')
+    t.same(await store.claim(completeKey, 'fp', 5000), { state: 'done', response: bytes })
+    t.equal(await store.renew(renewKey, renewToken, 5000, 'fp'), true, 'the lease is kept')
+    t.equal((await store.claim(renewKey, 'fp', 5000)).state, 'running', 'held again')
+  })
+
+  t.test('a record that vanished (released, swept, lost in an outage) is stored by complete with the fingerprint; without one, nothing is', async (t) => {
+    const store = await makeStore()
+    const key = fresh('vanished')
+    const token = await claimed(store, key, 'fp', 5000)
+    await store.release(key, token)
+    t.equal(await store.complete(key, token, text, TTL), false, 'no fingerprint: nothing to store it under')
+    t.equal(await store.complete(key, token, text, TTL, 'fp'), true)
+    t.same(await store.claim(key, 'fp', 5000), { state: 'done', response: text })
+    t.same(await store.claim(key, 'other', 5000), { state: 'mismatch' }, 'under that fingerprint')
+    t.equal(await store.complete(key, token, bytes, TTL, 'fp'), false, 'done: not stored again')
   })
 
   t.test('a mismatching request can take a key whose lease ran out', async (t) => {
