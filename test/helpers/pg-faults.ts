@@ -99,9 +99,19 @@ export async function stage (fault: Fault, context: FaultContext, request: () =>
   const orders = await Hold.open(database, 'LOCK TABLE orders IN EXCLUSIVE MODE')
   let row: Hold | null = null
   let stopped = false
+  let answered: HttpResponse | Error | null = null
   const answer = request().then((response) => response, (error: Error) => error)
+  answer.then((settled) => { answered = settled }, ignore)
   try {
-    const pid = await lockWaiter(admin, 'INSERT INTO orders%')
+    // A request that settles before its INSERT reached the database has no backend to fault.
+    const pid = await Promise.race([
+      lockWaiter(admin, 'INSERT INTO orders%'),
+      answer.then(async (settled) => {
+        await sleep(500)
+        if (answered !== null) throw new Error(`the request was answered before its transaction reached the database: ${describe(settled)}`)
+        return await new Promise<number>(ignore)
+      })
+    ])
     if (fault === 'mid-statement') {
       await terminate(admin, pid)
     } else if (fault === 'restart') {
