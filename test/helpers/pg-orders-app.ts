@@ -4,7 +4,9 @@
 // COMMIT; return order). Started with fork(): it reports its port over IPC, forwards its warnings
 // (the plugin's log lines) over IPC, and stops on 'close'.
 //
-// Environment: DATABASE_URL; LEASE, the store's lease in ms (default 10000); CLAIM_TIMEOUT, how long
+// Environment: DATABASE_URL; LAYER, the data layer whose transaction the handler opens and hands to
+// `complete` (one of test/helpers/pg-layers.ts; default 'pg', the recipe written out below; with
+// 'postgres.js' or 'drizzle-postgres.js' the store's pool is a postgres.js sql too); LEASE, the store's lease in ms (default 10000); CLAIM_TIMEOUT, how long
 // a claim waits for the store (the plugin's lockTimeout; default 10000); STORE_LOCK_TIMEOUT, the
 // lock_timeout of the store's own pool in ms (default none).
 //
@@ -20,7 +22,9 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import Fastify from 'fastify'
 import pg from 'pg'
 import fastifyPrecondition from '../../lib/index.js'
+import postgres from 'postgres'
 import { pgIdempotencyStore } from '../../lib/postgres.js'
+import { openLayer, type LayerName } from './pg-layers.js'
 
 function ignore (): void {}
 
@@ -47,7 +51,10 @@ const storePool = {
     return ownPool.query(text, values)
   }
 }
-const store = pgIdempotencyStore({ pool: storePool, lease: Number(process.env.LEASE ?? 10_000) })
+const LAYER = (process.env.LAYER ?? 'pg') as LayerName
+const layer = LAYER === 'pg' ? null : await openLayer(LAYER, process.env.DATABASE_URL!)
+const postgresJs = LAYER.endsWith('postgres.js') ? postgres(process.env.DATABASE_URL!, { max: 5, onnotice: ignore }) : null
+const store = pgIdempotencyStore({ pool: postgresJs ?? storePool, lease: Number(process.env.LEASE ?? 10_000) })
 
 const app = Fastify({
   logger: {
@@ -75,6 +82,20 @@ app.post<{ Body: { item: string } }>('/orders', {
   const stall = request.headers['x-test-stall']
   const hold = Number(request.headers['x-test-hold'] ?? 0)
   const after = String(request.headers['x-test-after-commit'] ?? '').split(',')
+  if (layer !== null) {
+    // The layer's own transaction, as its users write one: the order, its Location, the answer.
+    const order = await layer.transaction(async (tx, order) => {
+      if (hold > 0) await sleep(hold)
+      await point('before-complete', stall, order)
+      reply.code(201).header('location', `/orders/${order.id}`)
+      await request.idempotency!.complete(tx, order)
+      await point('before-commit', stall, order)
+      return order
+    }, { item: request.body.item, key: request.idempotency!.key, pid: process.pid })
+    await point('after-commit', stall, order)
+    if (after.includes('throw')) throw new Error('the handler failed after COMMIT (test fault)')
+    return order
+  }
   const tx = await pool.connect()
   // A checked-out client whose server goes away emits 'error': without a listener, the process
   // would die of it (the pool listens only on its idle clients).
@@ -84,7 +105,7 @@ app.post<{ Body: { item: string } }>('/orders', {
     const { rows: [order] } = await tx.query('INSERT INTO orders (item, key, pid) VALUES ($1, $2, $3) RETURNING id, item', [request.body.item, request.idempotency!.key, process.pid])
     if (hold > 0) await sleep(hold)
     await point('before-complete', stall, order)
-    reply.code(201)
+    reply.code(201).header('location', `/orders/${order.id}`)
     await request.idempotency!.complete(tx, order) // the answer, recorded in this transaction
     await point('before-commit', stall, order)
     await tx.query('COMMIT')
@@ -112,7 +133,7 @@ process.on('message', (message: { continue?: string } | string) => {
     // Not from inside the message handler: Node throws on messages still queued on the channel.
     setImmediate(async () => {
       await app.close()
-      await Promise.all([pool.end(), ownPool.end()])
+      await Promise.all([pool.end(), ownPool.end(), layer?.close(), postgresJs?.end({ timeout: 1 })])
       process.disconnect()
     })
     return
