@@ -24,7 +24,7 @@ import pg from 'pg'
 import fastifyPrecondition from '../../lib/index.js'
 import postgres from 'postgres'
 import { pgIdempotencyStore } from '../../lib/postgres.js'
-import { openLayer, type LayerName } from './pg-layers.js'
+import type { LayerName } from './pg-layers.js'
 
 function ignore (): void {}
 
@@ -52,7 +52,8 @@ const storePool = {
   }
 }
 const LAYER = (process.env.LAYER ?? 'pg') as LayerName
-const layer = LAYER === 'pg' ? null : await openLayer(LAYER, process.env.DATABASE_URL!)
+// Loaded only for a layer: the default instance starts with node-postgres alone.
+const layer = LAYER === 'pg' ? null : await (await import('./pg-layers.js')).openLayer(LAYER, process.env.DATABASE_URL!)
 const postgresJs = LAYER.endsWith('postgres.js') ? postgres(process.env.DATABASE_URL!, { max: 5, onnotice: ignore }) : null
 const store = pgIdempotencyStore({ pool: postgresJs ?? storePool, lease: Number(process.env.LEASE ?? 10_000) })
 
