@@ -1,8 +1,9 @@
 // One contract, every idempotency store: the in-memory default, Redis (a real redis-server) and
-// PostgreSQL (a real cluster). A store whose server is not installed here is skipped, saying what
+// PostgreSQL (a real cluster; its pool a node-postgres Pool or a postgres.js sql). A store whose server is not installed here is skipped, saying what
 // to install.
 import { Redis } from 'ioredis'
 import pg from 'pg'
+import postgres from 'postgres'
 import { test } from 'tap'
 import { memoryIdempotencyStore } from '../lib/idempotency/memory.js'
 import { redisIdempotencyStore } from '../lib/redis/idempotency-store.js'
@@ -33,4 +34,12 @@ test('postgresql store', { skip: pgSkip }, async (t) => {
   t.test('and with the default maxAnswerBytes', async (t) => {
     storeContract(t, () => pgIdempotencyStore({ pool }))
   })
+})
+
+test('postgresql store, its pool a postgres.js sql', { skip: pgSkip }, async (t) => {
+  const { server } = await startPostgres(t, pg.Pool)
+  const sql = postgres(server.connectionString, { max: 5, onnotice: () => {} })
+  t.teardown(() => sql.end({ timeout: 1 }))
+  const store = pgIdempotencyStore({ pool: sql, createTable: true, maxAnswerBytes: 4096 })
+  storeContract(t, () => store)
 })

@@ -10,29 +10,28 @@
 // a claim takes it over, and the store deletes such rows a bounded batch at a time (`sweep`).
 import { invalidOption, positiveInteger } from '../errors.js'
 
-import { ignore } from '../shared.js'
 import { claimToken } from '../idempotency/token.js'
 import type { ClaimResult, IdempotencyStore, StoredResponse, TransactionClient } from '../idempotency/store.js'
+import { executorOf, inTransaction, type SqlExecutor, type SqlResult } from '../sql/executor.js'
+import { pgExecutor } from '../sql/layers/node-postgres.js'
+import { isPostgresJs, postgresJsExecutor } from '../sql/layers/postgres-js.js'
+import { hasMethod } from '../sql/shape.js'
 import { RenewalConnection } from './renewal-connection.js'
 
-/** What `transaction` needs of a node-postgres PoolClient. */
-interface PgPoolClient {
-  query (text: string): Promise<unknown>
-  on (event: 'error', listener: () => void): unknown
-  off (event: 'error', listener: () => void): unknown
-  release (error?: Error): void
-}
-
 /**
- * What the store needs of its pool: node-postgres' `query(text, values)`. A `pg.Pool` has it (a
- * `pg.Client` too, although a pool is what many requests at once need).
+ * What the store takes as its pool: a node-postgres `Pool` (anything with its
+ * `query(text, values)`: a `pg.Client` too, although a pool is what many requests at once need), or
+ * a postgres.js `sql`.
  */
-export interface PgIdempotencyPool {
-  query (text: string, values?: unknown[]): Promise<{ rows: any[], rowCount: number | null }>
-}
+export type PgIdempotencyPool =
+  | { query (text: string, values?: unknown[]): Promise<{ rows: any[], rowCount: number | null }> }
+  | { unsafe (query: string, parameters?: any[], queryOptions?: any): PromiseLike<unknown>, begin: unknown }
 
 export interface PgIdempotencyStoreOptions {
-  /** A node-postgres `Pool` (`new pg.Pool(...)`). The store never ends it: it is yours. */
+  /**
+   * A node-postgres `Pool` (`new pg.Pool(...)`) or a postgres.js `sql` (`postgres(...)`, without
+   * a `transform` of what it reads). The store never ends it: it is yours.
+   */
   pool: PgIdempotencyPool
   /**
    * The table, optionally schema-qualified (`'app.idempotency'`): lower-case letters, digits and
@@ -129,19 +128,19 @@ FROM ${table} WHERE key = $1 AND expires_at > clock_timestamp()`,
     // The claimer's own row, its lease ended or not: a row nobody claimed again still has its
     // token.
     completeOwned: `UPDATE ${table} SET token = NULL, expires_at = ${after('$3')},
-  status = $4, headers = $5, body = $6, body_is_text = $7, replayable = $8
+  status = $4, headers = $5::text::json, body = $6, body_is_text = $7, replayable = $8
 WHERE key = $1 AND token = $2`,
     // The same through the handler's transaction, under READ COMMITTED only. Under REPEATABLE
     // READ or SERIALIZABLE, an UPDATE of a row renewed since the transaction's snapshot fails it
     // (40001), and one whose snapshot is older than the claim finds nothing; the isolation is
     // tested once, before any row (a one-time filter), so such a transaction is left as it was.
     completeIn: `UPDATE ${table} SET token = NULL, expires_at = ${after('$3')},
-  status = $4, headers = $5, body = $6, body_is_text = $7, replayable = $8
+  status = $4, headers = $5::text::json, body = $6, body_is_text = $7, replayable = $8
 WHERE key = $1 AND token = $2 AND current_setting('transaction_isolation') = 'read committed'`,
     // Through the store's pool, the same, or the row made again when it is gone (swept while the
     // database was out of reach): nobody else holds the key, and the request that ran is this one.
     complete: `INSERT INTO ${table} AS r (key, fingerprint, token, expires_at, status, headers, body, body_is_text, replayable)
-VALUES ($1, $9, NULL, ${after('$3')}, $4, $5, $6, $7, $8)
+VALUES ($1, $9, NULL, ${after('$3')}, $4, $5::text::json, $6, $7, $8)
 ON CONFLICT (key) DO UPDATE SET token = NULL, expires_at = excluded.expires_at, status = excluded.status,
   headers = excluded.headers, body = excluded.body, body_is_text = excluded.body_is_text, replayable = excluded.replayable
 WHERE r.token = $2`,
@@ -164,7 +163,7 @@ interface ReadRow {
   done: boolean
   ms_left: number
   status: number
-  headers: Record<string, string>
+  headers: unknown
   body: Buffer
   body_is_text: boolean
   replayable: boolean
@@ -186,6 +185,8 @@ export class PgIdempotencyStore implements IdempotencyStore {
   readonly maxAnswerBytes: number
   readonly createTable: boolean
   readonly sweepEvery: number
+  /** The pool, as one `query(text, values)` whatever the driver. */
+  private readonly db: SqlExecutor
   private readonly sql: ReturnType<typeof statements>
   private readonly ddl: string
   private tableReady: Promise<void> | null = null
@@ -198,9 +199,7 @@ export class PgIdempotencyStore implements IdempotencyStore {
       fail('needs options: { pool, table?, lease?, maxAnswerBytes?, createTable?, sweepEvery? }')
     }
     const { pool, table = DEFAULT_TABLE, createTable } = options
-    if (typeof pool !== 'object' || pool === null || typeof pool.query !== 'function') {
-      fail('pool must be a node-postgres Pool (new pg.Pool(...))')
-    }
+    this.db = poolExecutor(pool)
     if (createTable !== undefined && typeof createTable !== 'boolean') fail(`createTable must be a boolean; got ${String(createTable)}`)
     this.pool = pool
     this.table = tableNames(table).table
@@ -209,21 +208,21 @@ export class PgIdempotencyStore implements IdempotencyStore {
     this.sweepEvery = positiveInteger('idempotencyStore', 'pgIdempotencyStore', 'sweepEvery', options.sweepEvery, 100, '', 0)
     this.createTable = createTable ?? false
     this.sql = statements(this.table)
-    this.renewals = new RenewalConnection(pool)
+    this.renewals = new RenewalConnection(pool, this.db)
     this.ddl = idempotencyTableSql(table)
   }
 
   /** Runs `text` through the pool, once the table exists when the store is to create it. */
-  private async query (text: string, values: unknown[]): Promise<{ rows: any[], rowCount: number | null }> {
+  private async query (text: string, values: unknown[]): Promise<SqlResult> {
     if (this.createTable) await this.ensureTable()
-    return await this.pool.query(text, values)
+    return await this.db.query(text, values)
   }
 
   private ensureTable (): Promise<void> {
-    this.tableReady ??= this.pool.query(this.ddl)
+    this.tableReady ??= this.db.query(this.ddl, [])
       .catch((error: unknown) => {
         // Two instances creating it at once: one wins, the other's IF NOT EXISTS sees it now.
-        if (createdMeanwhile(error)) return this.pool.query(this.ddl)
+        if (createdMeanwhile(error)) return this.db.query(this.ddl, [])
         throw error
       })
       .then(() => {}, (error: unknown) => {
@@ -285,11 +284,12 @@ export class PgIdempotencyStore implements IdempotencyStore {
    * stores without transactions do) or another database (an Error saying so).
    */
   async completeIn (tx: TransactionClient, key: string, token: string, response: StoredResponse, ttlMs: number): Promise<boolean | 'later'> {
-    if ((await tx.query(this.sql.completeIn, this.completeValues(key, token, response, ttlMs))).rowCount === 1) return true
+    const through = executorOf(tx, 'postgres')
+    if ((await through.query(this.sql.completeIn, this.completeValues(key, token, response, ttlMs))).rowCount === 1) return true
     const { rows: [row] } = await this.query(this.sql.owner, [key, token]) as { rows: Array<{ mine: boolean }> }
     if (row === undefined || !row.mine) return false
     const [theirs, ours] = await Promise.all([
-      (tx as unknown as PgIdempotencyPool).query(this.sql.where, []),
+      through.query(this.sql.where, []),
       this.query(this.sql.where, [])
     ])
     const [a, b] = [theirs.rows[0], ours.rows[0]]
@@ -300,35 +300,13 @@ export class PgIdempotencyStore implements IdempotencyStore {
   }
 
   /**
-   * Opens a transaction on `db`, a node-postgres Pool: BEGIN, `fn(client)`, COMMIT; ROLLBACK when
-   * `fn` or COMMIT throws. The client is released whatever happens (destroyed when it broke), and
-   * an 'error' it emits meanwhile (its backend terminated, the server restarted) fails the
-   * statement in flight instead of the process.
+   * Opens a transaction on `db` (a node-postgres Pool, a postgres.js `sql`, or a Kysely, Drizzle,
+   * Knex or TypeORM database): `fn` gets the transaction as that layer hands it out; COMMIT, or
+   * ROLLBACK when `fn` throws. A connection that breaks meanwhile (its backend terminated, the
+   * server restarted) fails the statement in flight, never the process.
    */
   async transaction<T> (db: unknown, fn: (tx: any) => Promise<T>): Promise<T> {
-    const pool = db as { connect?: () => Promise<PgPoolClient> } | null
-    if (typeof pool !== 'object' || pool === null || typeof pool.connect !== 'function') {
-      throw new TypeError('fastify-precondition: request.idempotency.transaction(db, fn): db must be a node-postgres Pool (new pg.Pool(...))')
-    }
-    const client = await pool.connect()
-    client.on('error', ignore)
-    let broken: Error | undefined
-    try {
-      await client.query('BEGIN')
-      const result = await fn(client)
-      await client.query('COMMIT')
-      return result
-    } catch (error) {
-      try {
-        await client.query('ROLLBACK')
-      } catch (rollback) {
-        broken = rollback as Error
-      }
-      throw error
-    } finally {
-      client.off('error', ignore)
-      client.release(broken)
-    }
+    return await inTransaction(db, 'postgres', fn)
   }
 
   async release (key: string, token: string): Promise<void> {
@@ -353,10 +331,38 @@ export class PgIdempotencyStore implements IdempotencyStore {
   }
 }
 
+/**
+ * The pool's executor: node-postgres' `query` or postgres.js' `unsafe`. A postgres.js `sql` that
+ * transforms what it reads (`postgres.camel`, …) would hand the store rows it cannot read.
+ */
+function poolExecutor (pool: unknown): SqlExecutor {
+  if (isPostgresJs(pool)) {
+    const transform = (pool as { options?: { transform?: Record<string, { from?: unknown } | undefined> } }).options?.transform
+    if (transform !== undefined && ['column', 'value', 'row'].some((what) => transform[what]?.from !== undefined)) {
+      fail('pool: this postgres.js sql transforms the rows it reads; give the store one without `transform` (postgres(url) beside your own)')
+    }
+    return postgresJsExecutor(pool as Parameters<typeof postgresJsExecutor>[0])
+  }
+  if (!hasMethod(pool, 'query')) fail('pool must be a node-postgres Pool (new pg.Pool(...)) or a postgres.js sql (postgres(...))')
+  return pgExecutor(pool as Parameters<typeof pgExecutor>[0])
+}
+
+/**
+ * The stored headers as they were written: an object of strings. Anything else (a JSON string: a
+ * value a driver encoded twice) would replay other headers than the answer had, and is refused.
+ */
+function storedHeaders (headers: unknown): Record<string, string> {
+  if (typeof headers !== 'object' || headers === null || Array.isArray(headers) ||
+    !Object.values(headers).every((value) => typeof value === 'string')) {
+    throw new Error(`pgIdempotencyStore: the stored headers are not an object of strings (got ${JSON.stringify(headers).slice(0, 100)}); was the row written by a driver that encoded them twice?`)
+  }
+  return headers as Record<string, string>
+}
+
 function decode (row: ReadRow): StoredResponse {
   const response: StoredResponse = {
     status: row.status,
-    headers: row.headers,
+    headers: storedHeaders(row.headers),
     body: row.body_is_text ? row.body.toString('utf8') : row.body
   }
   if (!row.replayable) response.replayable = false

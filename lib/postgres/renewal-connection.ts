@@ -13,25 +13,31 @@ interface OwnClient {
   end (): Promise<void>
 }
 
-/** A pool as the store has it; a node-postgres Pool also has `Client` and `options`. */
-export interface RenewablePool {
-  query (text: string, values?: unknown[]): Promise<{ rows: any[], rowCount: number | null }>
+/** What a node-postgres Pool has to open a connection like its own. */
+interface PoolSettings {
   Client?: new (options: object) => OwnClient
   options?: object
 }
 
+/** The statements' way through the pool, where no connection of the store's own can be opened. */
+interface Fallback {
+  query (text: string, values: unknown[]): Promise<{ rows: any[], rowCount: number | null }>
+}
+
 export class RenewalConnection {
-  private readonly pool: RenewablePool
+  private readonly settings: PoolSettings
+  private readonly fallback: Fallback
   private client: Promise<OwnClient> | null = null
   private closed = false
 
-  constructor (pool: RenewablePool) {
-    this.pool = pool
+  constructor (pool: unknown, fallback: Fallback) {
+    this.settings = pool as PoolSettings
+    this.fallback = fallback
   }
 
   async query (text: string, values: unknown[]): Promise<{ rows: any[], rowCount: number | null }> {
-    const { Client, options } = this.pool
-    if (typeof Client !== 'function' || typeof options !== 'object' || options === null || this.closed) return await this.pool.query(text, values)
+    const { Client, options } = this.settings
+    if (typeof Client !== 'function' || typeof options !== 'object' || options === null || this.closed) return await this.fallback.query(text, values)
     return await (await this.connected(Client, options)).query(text, values)
   }
 

@@ -5,7 +5,9 @@
 // reports its port over IPC, forwards its warnings (the plugin's log lines) over IPC, and stops on
 // 'close'.
 //
-// Environment: DATABASE_URL; LEASE, the store's lease in ms (default 10000); CLAIM_TIMEOUT, how long
+// Environment: DATABASE_URL; LAYER, the data layer whose transaction the handler opens and hands to
+// `complete` (one of test/helpers/pg-layers.ts; default 'pg', the recipe written out below; with
+// 'postgres.js' or 'drizzle-postgres.js' the store's pool is a postgres.js sql too); LEASE, the store's lease in ms (default 10000); CLAIM_TIMEOUT, how long
 // a claim waits for the store (the plugin's lockTimeout; default 10000); STORE_LOCK_TIMEOUT, the
 // lock_timeout of the store's own pool in ms (default none); and for the fault matrix:
 // - POOL_MAX: the size of the handlers' pool (default 10).
@@ -39,7 +41,9 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import Fastify, { type FastifyReply, type FastifyRequest } from 'fastify'
 import pg from 'pg'
 import fastifyPrecondition from '../../lib/index.js'
+import postgres from 'postgres'
 import { pgIdempotencyStore } from '../../lib/postgres.js'
+import type { LayerName } from './pg-layers.js'
 
 function ignore (): void {}
 
@@ -70,7 +74,11 @@ const storePool = {
     return ownPool.query(text, values)
   }
 }
-const store = pgIdempotencyStore({ pool: storePool, lease: Number(process.env.LEASE ?? 10_000) })
+const LAYER = (process.env.LAYER ?? 'pg') as LayerName
+// Loaded only for a layer: the default instance starts with node-postgres alone.
+const layer = LAYER === 'pg' ? null : await (await import('./pg-layers.js')).openLayer(LAYER, process.env.DATABASE_URL!)
+const postgresJs = LAYER.endsWith('postgres.js') ? postgres(process.env.DATABASE_URL!, { max: 5, onnotice: ignore }) : null
+const store = pgIdempotencyStore({ pool: postgresJs ?? storePool, lease: Number(process.env.LEASE ?? 10_000) })
 
 const app = Fastify({
   logger: {
@@ -143,7 +151,7 @@ async function placeOrder (request: Request, reply: FastifyReply, tx: pg.PoolCli
   const { rows: [order] } = await tx.query('INSERT INTO orders (item, key, pid) VALUES ($1, $2, $3) RETURNING id, item', [request.body.item, request.idempotency!.key, process.pid])
   if (hold > 0) await sleep(hold)
   await point('before-complete', stall, order)
-  reply.code(201)
+  reply.code(201).header('location', `/orders/${String(order.id)}`)
   if (complete) await request.idempotency!.complete(tx, order) // the answer, recorded in this transaction
   const fail = Number(request.headers['x-test-fail-after-complete'] ?? 0)
   if (fail > 0) throw failure(fail)
@@ -153,6 +161,21 @@ async function placeOrder (request: Request, reply: FastifyReply, tx: pg.PoolCli
 async function recipe (request: Request, reply: FastifyReply): Promise<Order> {
   const stall = request.headers['x-test-stall']
   const after = String(request.headers['x-test-after-commit'] ?? '').split(',')
+  if (layer !== null) {
+    // The layer's own transaction, as its users write one: the order, its Location, the answer.
+    const hold = Number(request.headers['x-test-hold'] ?? 0)
+    const order = await layer.transaction(async (tx, order) => {
+      if (hold > 0) await sleep(hold)
+      await point('before-complete', stall, order)
+      reply.code(201).header('location', `/orders/${order.id}`)
+      await request.idempotency!.complete(tx, order)
+      await point('before-commit', stall, order)
+      return order
+    }, { item: request.body.item, key: request.idempotency!.key, pid: process.pid })
+    await point('after-commit', stall, order)
+    if (after.includes('throw')) throw new Error('the handler failed after COMMIT (test fault)')
+    return order as Order
+  }
   const inHook = opened.get(request)
   opened.delete(request)
   const twice = request.headers['x-test-complete-twice'] === '1'
@@ -217,7 +240,7 @@ process.on('message', (message: { continue?: string } | string) => {
     // Not from inside the message handler: Node throws on messages still queued on the channel.
     setImmediate(async () => {
       await app.close()
-      await Promise.all(pools.map((each) => each.end()))
+      await Promise.all([...pools.map((each) => each.end()), layer?.close(), postgresJs?.end({ timeout: 1 })])
       process.disconnect()
     })
     return
