@@ -97,7 +97,7 @@ test('replicas: WAIT behind claims, answers and leases', { skip }, async (t) => 
     await redis.set('r3:wrongtype', 'x')
     const store = redisIdempotencyStore({ client: redis, prefix: 'r3:', replicas: 1 })
     await t.rejects(store.claim('wrongtype', 'fp', 5000), /WRONGTYPE/)
-    const waitRefused = redisIdempotencyStore({ client: fakePipelineClient([[[null, ['claimed']], [new Error('ERR WAIT cannot be used with replica instances')]]]), replicas: 1 })
+    const waitRefused = redisIdempotencyStore({ client: fakePipelineClient([[[null, ['claimed']], [new Error('ERR WAIT cannot be used with replica instances'), null]]]), replicas: 1 })
     await t.rejects(waitRefused.claim('k', 'fp', 5000), /WAIT cannot be used/)
     const discarded = redisIdempotencyStore({ client: fakePipelineClient([null]), replicas: 1 })
     await t.rejects(discarded.claim('k', 'fp', 5000), /the pipeline was discarded/)

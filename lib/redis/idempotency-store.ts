@@ -16,7 +16,7 @@
 // `replicaTimeout` is let go and refused (503: the handler does not run); an answer they did not
 // acknowledge is reported as not stored (the complete rejects), and storing it again by the same
 // claim is allowed, so a retry waits for the replicas again.
-import { LuaScript, type ScriptClient, type ScriptPipeline } from './lua-script.js'
+import { answerWithin, LuaScript, type Acknowledged, type ScriptClient, type ScriptPipeline } from './lua-script.js'
 import { invalidOption, positiveInteger } from '../errors.js'
 import { ignore } from '../shared.js'
 import { claimToken } from '../idempotency/token.js'
@@ -48,6 +48,12 @@ export interface RedisIdempotencyStoreOptions {
   replicas?: number
   /** How long (ms) to wait for the replicas' acknowledgement. Default 1000. */
   replicaTimeout?: number
+  /**
+   * How long (ms) a claim waits for Redis' answer (besides `replicaTimeout`) before it fails (a
+   * 503): a Cluster client stays `ready` while the primary of a key's slot is dead, and retries
+   * for seconds. A claim that lands later is let go. Default 1000.
+   */
+  commandTimeout?: number
 }
 
 // ioredis states in which a command would wait in the offline queue (or fail) instead of reaching
@@ -137,10 +143,12 @@ export class RedisIdempotencyStore implements IdempotencyStore {
   readonly replicas: number
   /** How long (ms) a claim or an answer waits for them. */
   readonly replicaTimeout: number
+  /** How long (ms) a claim waits for Redis' answer, besides replicaTimeout. */
+  readonly commandTimeout: number
 
   constructor (options: RedisIdempotencyStoreOptions) {
     if (typeof options !== 'object' || options === null) {
-      throw invalidOption('idempotencyStore', 'redisIdempotencyStore needs options: { client, prefix?, lease?, maxAnswerBytes?, replicas?, replicaTimeout? }')
+      throw invalidOption('idempotencyStore', 'redisIdempotencyStore needs options: { client, prefix?, lease?, maxAnswerBytes?, replicas?, replicaTimeout?, commandTimeout? }')
     }
     const { client, prefix, lease, maxAnswerBytes } = options
     if (typeof client !== 'object' || client === null || typeof client.evalsha !== 'function' || typeof client.eval !== 'function') {
@@ -157,6 +165,7 @@ export class RedisIdempotencyStore implements IdempotencyStore {
     }
     this.replicas = positiveInteger('idempotencyStore', 'redisIdempotencyStore', 'replicas', options.replicas, 0, '', 0)
     this.replicaTimeout = positiveInteger('idempotencyStore', 'redisIdempotencyStore', 'replicaTimeout', options.replicaTimeout, 1000, 'milliseconds')
+    this.commandTimeout = positiveInteger('idempotencyStore', 'redisIdempotencyStore', 'commandTimeout', options.commandTimeout, 1000, 'milliseconds')
     if (this.replicas > 0 && typeof client.pipeline !== 'function') {
       throw invalidOption('idempotencyStore', 'redisIdempotencyStore: replicas needs a client with pipeline() (an ioredis Redis or Cluster)')
     }
@@ -172,11 +181,19 @@ export class RedisIdempotencyStore implements IdempotencyStore {
     const token = claimToken()
     const keys = [this.prefix + key]
     const args = [fingerprint, token, leaseMs]
+    const sent = this.replicas === 0
+      ? scripts.claim.run(this.client, keys, args)
+      : scripts.claim.runAndWait(this.client as Required<RedisIdempotencyClient>, keys, args, this.replicas, this.replicaTimeout)
     let answer: unknown
-    if (this.replicas === 0) {
-      answer = await scripts.claim.run(this.client, keys, args)
-    } else {
-      const { result, replicas } = await scripts.claim.runAndWait(this.client as Required<RedisIdempotencyClient>, keys, args, this.replicas, this.replicaTimeout)
+    try {
+      answer = await answerWithin(sent, this.commandTimeout + (this.replicas === 0 ? 0 : this.replicaTimeout))
+    } catch (error) {
+      // Given up on: a claim that lands later is nobody's.
+      sent.then(() => scripts.release.run(this.client, keys, [token])).catch(ignore)
+      throw error
+    }
+    if (this.replicas !== 0) {
+      const { result, replicas } = answer as Acknowledged
       if ((result as string[])[0] === 'claimed' && replicas < this.replicas) {
         // A claim a failover could forget would let a second request run the key: not taken.
         scripts.release.run(this.client, keys, [token]).catch(ignore)

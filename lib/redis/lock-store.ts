@@ -8,7 +8,7 @@ import type { Redis } from 'ioredis'
 import { invalidOption, LockLostError, LockTimeoutError, LockUnavailableError, positiveInteger } from '../errors.js'
 import { ignore, message } from '../shared.js'
 import { ACQUIRE, encodeResourceKey, RELEASE, RENEW } from './lock-scripts.js'
-import type { PipelineClient, ScriptPipeline } from './lua-script.js'
+import { answerWithin, type PipelineClient, type ScriptPipeline } from './lua-script.js'
 import { MemoryLockStore } from '../locks/memory.js'
 import type { Lease, LeaseLossListener, LockStore } from '../locks/types.js'
 
@@ -57,6 +57,13 @@ export interface RedisLockStoreOptions {
   replicas?: number
   /** How long (ms) an acquisition waits for the replicas' acknowledgement. Default 1000. */
   replicaTimeout?: number
+  /**
+   * How long (ms) an acquire command waits for Redis' answer (besides `replicaTimeout`) before the
+   * write is answered 503: a Cluster client stays `ready` while the primary of a key's slot is
+   * dead, and retries for seconds. What the command may have taken is deleted behind it. Default
+   * 1000.
+   */
+  commandTimeout?: number
 }
 
 // ioredis states in which a command would wait in the offline queue (or fail) instead of reaching
@@ -234,7 +241,7 @@ class Acquisition {
         }
         return result
       })
-    sent.then((token) => { this.answered(token) }, (error: unknown) => {
+    answerWithin(sent, store.commandTimeout + (store.replicas === 0 ? 0 : store.replicaTimeout)).then((token) => { this.answered(token) }, (error: unknown) => {
       this.inFlight = false
       // The script may have run though its answer was lost (a timeout, a dropped connection).
       this.giveUp(new LockUnavailableError(message(error)), true)
@@ -295,6 +302,8 @@ export class RedisLockStore implements LockStore {
   readonly replicas: number
   /** How long (ms) an acquisition waits for them. */
   readonly replicaTimeout: number
+  /** How long (ms) an acquire command waits for Redis' answer, besides replicaTimeout. */
+  readonly commandTimeout: number
   private readonly onLockLost: ((error: Error, key: string) => void) | undefined
   private readonly queue = new MemoryLockStore()
   /** @internal The acquisitions waiting on Redis now, for `close`. */
@@ -303,7 +312,7 @@ export class RedisLockStore implements LockStore {
 
   constructor (options: RedisLockStoreOptions) {
     if (typeof options !== 'object' || options === null) {
-      throw invalidOption('lockStore', 'redisLockStore needs options: { client, ttl?, fenceTtl?, prefix?, retryInterval?, onLockLost?, replicas?, replicaTimeout? }')
+      throw invalidOption('lockStore', 'redisLockStore needs options: { client, ttl?, fenceTtl?, prefix?, retryInterval?, onLockLost?, replicas?, replicaTimeout?, commandTimeout? }')
     }
     const { client, prefix, onLockLost } = options
     if (typeof client !== 'object' || client === null || typeof client.eval !== 'function' || typeof client.evalsha !== 'function') {
@@ -327,6 +336,7 @@ export class RedisLockStore implements LockStore {
     this.renewInterval = Math.max(Math.floor(this.ttl / 3), 1)
     this.replicas = positiveInteger('lockStore', 'redisLockStore', 'replicas', options.replicas, 0, '', 0)
     this.replicaTimeout = positiveInteger('lockStore', 'redisLockStore', 'replicaTimeout', options.replicaTimeout, 1000, 'milliseconds')
+    this.commandTimeout = positiveInteger('lockStore', 'redisLockStore', 'commandTimeout', options.commandTimeout, 1000, 'milliseconds')
     if (this.replicas > 0 && typeof client.pipeline !== 'function') {
       throw invalidOption('lockStore', 'redisLockStore: replicas needs a client with pipeline() (an ioredis Redis or Cluster)')
     }

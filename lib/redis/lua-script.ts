@@ -68,3 +68,17 @@ export class LuaScript {
     return { result, replicas: Number(acknowledged) }
   }
 }
+
+/**
+ * `sent`, or a rejection once `ms` have passed without its answer. A Redis Cluster client stays
+ * `ready` while one of its primaries is dead, and retries a command for that primary's slots
+ * (redirections, reconnections) for seconds: the stores bound each command themselves, so such a
+ * write is answered 503 within `ms` whatever the client's own settings.
+ */
+export function answerWithin<T> (sent: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined
+  const late = new Promise<never>((_resolve, reject) => {
+    timer = setTimeout(() => reject(new Error(`Redis did not answer within ${ms} ms`)), ms)
+  })
+  return Promise.race([sent, late]).finally(() => clearTimeout(timer))
+}
