@@ -55,7 +55,7 @@ test('Redis Cluster failover', { skip, timeout: 150_000 }, async (t) => {
   })
 
   await t.test('three processes under load, a primary SIGKILLed, replicas: 1: no key runs twice', async (t) => {
-    const apps = await startApps(t, 3, { CLUSTER: JSON.stringify(topology.startupNodes), REPLICAS: '1', LEASE: '2000' })
+    const apps = await startApps(t, 3, { CLUSTER: JSON.stringify(topology.startupNodes), REPLICAS: '1', LEASE: '2000', FINGERPRINTS: '1' })
     const keys = Array.from({ length: 150 }, (_, i) => `order-${i}`)
     const load = sendOrders(apps, keys, 12, Date.now() + 60_000)
     await sleep(1200)

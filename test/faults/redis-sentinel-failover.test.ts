@@ -19,7 +19,7 @@ test('a Sentinel failover under load with replicas: 1: no key runs twice', { ski
   const mark = (what: string): void => { t.comment(`${what} in ${Date.now() - phase} ms`); phase = Date.now() }
   await topology.start()
   mark('the topology started')
-  const apps = await startApps(t, 3, { SENTINELS: JSON.stringify(topology.addresses), SENTINEL_NAME: topology.name, REPLICAS: '1', LEASE: '2000' })
+  const apps = await startApps(t, 3, { SENTINELS: JSON.stringify(topology.addresses), SENTINEL_NAME: topology.name, REPLICAS: '1', LEASE: '2000', FINGERPRINTS: '1' })
   const keys = Array.from({ length: 120 }, (_, i) => `order-${i}`)
   const load = sendOrders(apps, keys, 12, Date.now() + 45_000)
   await sleep(1200)
