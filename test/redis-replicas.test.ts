@@ -49,14 +49,15 @@ test('replicas: WAIT behind claims, answers and leases', { skip }, async (t) => 
       ['replicas negative', { client: redis, replicas: -1 }, /replicas must be a whole number, 0 or more; got -1/],
       ['replicas fractional', { client: redis, replicas: 0.5 }, /replicas must be a whole number, 0 or more/],
       ['replicaTimeout 0', { client: redis, replicaTimeout: 0 }, /replicaTimeout must be a positive whole number of milliseconds; got 0/],
+      ['commandTimeout 0', { client: redis, commandTimeout: 0 }, /commandTimeout must be a positive whole number of milliseconds; got 0/],
       ['replicas without pipeline()', { client: noPipeline, replicas: 1 }, /replicas needs a client with pipeline\(\)/]
     ]
     for (const [name, options, message] of rows) {
       t.throws(() => redisIdempotencyStore(options as never), { code: 'FST_PRECONDITION_INVALID_IDEMPOTENCY_STORE', message }, `idempotency: ${name}`)
       t.throws(() => redisLockStore(options as never), { code: 'FST_PRECONDITION_INVALID_LOCK_STORE', message }, `lock: ${name}`)
     }
-    t.match(redisIdempotencyStore({ client: redis }), { replicas: 0, replicaTimeout: 1000 })
-    t.match(redisLockStore({ client: redis }), { replicas: 0, replicaTimeout: 1000 })
+    t.match(redisIdempotencyStore({ client: redis }), { replicas: 0, replicaTimeout: 1000, commandTimeout: 1000 })
+    t.match(redisLockStore({ client: redis }), { replicas: 0, replicaTimeout: 1000, commandTimeout: 1000 })
     t.match(redisIdempotencyStore({ client: noPipeline, replicas: 0 }), { replicas: 0 }, 'no pipeline needed without replicas')
   })
 
@@ -103,6 +104,24 @@ test('replicas: WAIT behind claims, answers and leases', { skip }, async (t) => 
     await t.rejects(discarded.claim('k', 'fp', 5000), /the pipeline was discarded/)
     const script = new LuaScript('return 1')
     t.same(await script.runAndWait(fakePipelineClient([[[null, 1], [null, '2']]]), [], [], 1, 10), { result: 1, replicas: 2 }, 'the count as a number')
+  })
+
+  t.test('a claim or an acquire Redis does not answer within commandTimeout fails; a claim that lands later is let go', async (t) => {
+    const pausing = new Redis({ port: primary.port, host: '127.0.0.1' })
+    t.teardown(() => pausing.disconnect())
+    const store = redisIdempotencyStore({ client: redis, prefix: 'r5:', commandTimeout: 100 })
+    const locks = redisLockStore({ client: redis, prefix: 'r5:', commandTimeout: 100 })
+    t.teardown(() => locks.close())
+    await primary.signal('SIGSTOP')
+    const started = Date.now()
+    await t.rejects(store.claim('k', 'fp', 5000), { message: 'Redis did not answer within 100 ms' })
+    await t.rejects(locks.acquire('k', 10_000), LockUnavailableError)
+    t.ok(Date.now() - started < 2000, `refused in ${Date.now() - started} ms`)
+    await primary.signal('SIGCONT')
+    await pausing.ping()
+    await sleep(50)
+    t.equal(await redis.exists('r5:k'), 0, 'the claim that landed late was let go')
+    t.equal(await redis.hget('r5:lock:{k}', 'owner'), null, 'and the lease given back')
   })
 
   t.test('lock: acknowledged, a lease is held; not acknowledged, it is given back and the write refused', async (t) => {
