@@ -8,7 +8,7 @@ import { test } from 'tap'
 import { memoryIdempotencyStore } from '../lib/idempotency/memory.js'
 import { redisIdempotencyStore } from '../lib/redis/idempotency-store.js'
 import { pgIdempotencyStore } from '../lib/postgres/idempotency-store.js'
-import { storeContract } from './helpers/idempotency-store-contract.js'
+import { storeContract, storeContractMissingRecord } from './helpers/idempotency-store-contract.js'
 import { hasRedisServer, REDIS_MISSING, startRedis } from './helpers/redis-server.js'
 import { postgresMissing, startPostgres } from './helpers/postgres-server.js'
 
@@ -25,6 +25,10 @@ test('memory store', async (t) => {
 test('redis store', { skip: redisSkip }, async (t) => {
   const { redis } = await startRedis(t, Redis)
   storeContract(t, () => redisIdempotencyStore({ client: redis }))
+  // The missing-record cases run on each store as it implements them.
+  t.test('a missing record', async (t) => {
+    storeContractMissingRecord(t, () => redisIdempotencyStore({ client: redis }))
+  })
 })
 
 test('postgresql store', { skip: pgSkip }, async (t) => {
