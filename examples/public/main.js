@@ -110,7 +110,8 @@ function show (item, etag) {
 }
 
 async function load (label) {
-  const response = await listingFetch(label)(itemUrl, { headers: { accept: 'application/json' } })
+  // Not from the browser's cache: it would keep showing a version another tab replaced.
+  const response = await listingFetch(label)(itemUrl, { cache: 'no-cache', headers: { accept: 'application/json' } })
   show(await response.json(), response.headers.get('etag'))
 }
 
@@ -223,8 +224,9 @@ order.addEventListener('submit', async (event) => {
     const lines = []
     const lost = sent.filter((exchange) => exchange.error !== undefined).length
     if (lost > 0) lines.push(`${lost === 1 ? 'A send' : `${lost} sends`} got no answer within ${timeout} ms: the client sent the order again, with the same key.`)
-    if (sent.some((exchange) => exchange.status === 409)) {
-      lines.push('The server answered 409 while the first send was still running, and the client waited the Retry-After it gave.')
+    const inUse = sent.find((exchange) => exchange.status === 409)
+    if (inUse !== undefined) {
+      lines.push(`The server answered 409 while the first send was still running, and the client waited the Retry-After it gave (${inUse.headers.get('retry-after')} s).`)
     }
     lines.push(result.replayed
       ? `Replayed (Idempotent-Replayed: true): order ${result.body.id} was placed by an earlier send with this key, and this is its answer. No second order was placed.`
