@@ -84,6 +84,7 @@ test('the example page in Chromium', { skip }, async (t) => {
     t.match(logged, /if-match: "/, 'beside the request that caused them')
 
     if (process.env.SCREENSHOT === '1') {
+      await second.setViewportSize({ width: 1280, height: 1000 })
       await second.screenshot({ path: SCREENSHOT })
       t.comment(`wrote ${SCREENSHOT}`)
     }

@@ -24,8 +24,9 @@ function element (tag, className, text) {
   return node
 }
 
-function bodyText (text, type) {
-  if (!/[/+]json\b/.test(type ?? '')) return text
+/** A problem's JSON laid out to be read; other bodies as they came. */
+function bodyText (text, type, status) {
+  if (status < 400 || !/[/+]json\b/.test(type ?? '')) return text
   try {
     return JSON.stringify(JSON.parse(text), null, 2)
   } catch {
@@ -61,7 +62,7 @@ function listingFetch (label, sent = []) {
       entry.className = `s${String(response.status)[0]}xx`
       status.textContent = `${response.status} ${response.statusText}`
       const got = SHOWN.filter((name) => response.headers.has(name)).map((name) => `${name}: ${response.headers.get(name)}`)
-      entry.append(element('pre', 'got', [...got, ...(text === '' ? [] : ['', bodyText(text, type)])].join('\n')))
+      entry.append(element('pre', 'got', [...got, ...(text === '' ? [] : ['', bodyText(text, type, response.status)])].join('\n')))
       return response
     } catch (error) {
       exchange.error = error
