@@ -24,13 +24,13 @@ function element (tag, className, text) {
   return node
 }
 
-/** A problem's JSON laid out to be read; other bodies as they came. */
-function bodyText (text, type, status) {
-  if (status < 400 || !/[/+]json\b/.test(type ?? '')) return text
+/** The body as JSON, when it is JSON; else undefined. */
+function jsonOf (text, type) {
+  if (!/[/+]json\b/.test(type ?? '')) return undefined
   try {
-    return JSON.stringify(JSON.parse(text), null, 2)
+    return JSON.parse(text)
   } catch {
-    return text
+    return undefined
   }
 }
 
@@ -57,12 +57,13 @@ function listingFetch (label, sent = []) {
       const response = await fetch(input, init)
       const text = await response.clone().text()
       const type = response.headers.get('content-type')
-      Object.assign(exchange, { status: response.status, headers: response.headers, text })
-      if (/[/+]json\b/.test(type ?? '')) exchange.json = JSON.parse(text)
+      Object.assign(exchange, { status: response.status, headers: response.headers, text, json: jsonOf(text, type) })
+      // A problem's JSON laid out to be read; other bodies as they came.
+      const body = response.status >= 400 && exchange.json !== undefined ? JSON.stringify(exchange.json, null, 2) : text
       entry.className = `s${String(response.status)[0]}xx`
       status.textContent = `${response.status} ${response.statusText}`
       const got = SHOWN.filter((name) => response.headers.has(name)).map((name) => `${name}: ${response.headers.get(name)}`)
-      entry.append(element('pre', 'got', [...got, ...(text === '' ? [] : ['', bodyText(text, type, response.status)])].join('\n')))
+      entry.append(element('pre', 'got', [...got, ...(text === '' ? [] : ['', body])].join('\n')))
       return response
     } catch (error) {
       exchange.error = error
