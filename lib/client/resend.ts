@@ -78,11 +78,18 @@ export async function settleWrite (sender: Sender, write: UnsettledWrite): Promi
   /* c8 ignore next -- the loop only ends by return or throw */
 }
 
-/** A GET, resent after a lost answer within `maxResends`; throws `ReadFailedError` when none came. */
+/**
+ * A GET, resent after a lost answer within `maxResends`; throws `ReadFailedError` when none came.
+ * It asks for the current representation (`cache: 'no-cache'`): a browser would otherwise answer it
+ * from its HTTP cache, where a response with a Last-Modified and no Cache-Control stays fresh for a
+ * tenth of its age, and after a 412 hand back the version the server just refused, on every attempt.
+ */
 export async function readResource (sender: Sender, url: string, attempts: number): Promise<Answer> {
+  // `cache` is in the DOM's RequestInit and not in Node's type of it; Node's fetch honours it too.
+  const read: RequestInit & { cache: 'no-cache' } = { method: 'GET', cache: 'no-cache', headers: mergeHeaders({ accept: 'application/json' }, sender.headers) }
   for (let resend = 0; ; resend++) {
     try {
-      return await exchange(sender, url, { method: 'GET', headers: mergeHeaders({ accept: 'application/json' }, sender.headers) })
+      return await exchange(sender, url, read)
     } catch (error) {
       if (sender.signal?.aborted === true) throw sender.signal.reason
       if (resend >= sender.maxResends) {
