@@ -93,12 +93,17 @@ test('a claim whose row keeps changing between its two statements', async (t) =>
     const { pool, calls } = fakePool(async (text) => text.startsWith('INSERT') && ++inserts === 2 ? { rows: [], rowCount: 1 } : none)
     const store = pgIdempotencyStore({ pool })
     t.equal((await store.claim('k', 'fp', 1000)).state, 'claimed')
-    t.same(calls, ['INSERT', 'SELECT', 'INSERT'], 'the insert met a live row, which was gone when read: insert again')
+    t.same(calls, ['INSERT', 'SELECT', 'UPDATE', 'INSERT'], 'the insert met a row, which was neither live nor there to take over: insert again')
+  })
+  t.test('takes over a row whose lease or ttl ended', async (t) => {
+    const { pool, calls } = fakePool(async (text) => text.startsWith('UPDATE') ? { rows: [], rowCount: 1 } : none)
+    t.equal((await pgIdempotencyStore({ pool }).claim('k', 'fp', 1000)).state, 'claimed')
+    t.same(calls, ['INSERT', 'SELECT', 'UPDATE'], 'the insert met a row, the read found it expired, the update took it')
   })
   t.test('gives up after five tries, so the request is answered 503 rather than spin', async (t) => {
     const { pool, calls } = fakePool(async () => none)
     await t.rejects(pgIdempotencyStore({ pool }).claim('k', 'fp', 1000), /changed under 5 claims in a row/)
-    t.equal(calls.length, 10)
+    t.equal(calls.length, 15)
   })
 })
 

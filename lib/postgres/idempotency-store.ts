@@ -115,11 +115,16 @@ const after = (param: string): string => `clock_timestamp() + ${param}::float8 *
 
 function statements (table: string) {
   return {
-    // Inserts the key, or takes over its row if that row has expired; no row changed: it is live.
-    claim: `INSERT INTO ${table} AS r (key, fingerprint, token, expires_at) VALUES ($1, $2, $3, ${after('$4')})
-ON CONFLICT (key) DO UPDATE SET fingerprint = excluded.fingerprint, token = excluded.token, expires_at = ${after('$4')},
+    // Inserts the key; a row already there is left alone. DO NOTHING, not DO UPDATE … WHERE
+    // expired: an ON CONFLICT DO UPDATE locks the row it meets even when its WHERE is false, which
+    // cost every replay and every 409 a transaction ID and a WAL record (a flush, with
+    // synchronous_commit on). DO NOTHING meets the row in the unique index and writes nothing.
+    claim: `INSERT INTO ${table} (key, fingerprint, token, expires_at) VALUES ($1, $2, $3, ${after('$4')})
+ON CONFLICT (key) DO NOTHING`,
+    // Takes over a row whose lease or ttl ended: only a row that is still expired when locked.
+    takeOver: `UPDATE ${table} SET fingerprint = $2, token = $3, expires_at = ${after('$4')},
   status = NULL, headers = NULL, body = NULL, body_is_text = NULL, replayable = NULL
-WHERE r.expires_at <= clock_timestamp()`,
+WHERE key = $1 AND expires_at <= clock_timestamp()`,
     // The live row that kept the claim out; its answer only for the same fingerprint.
     read: `SELECT fingerprint = $2 AS same, token IS NULL AS done, token IS NOT DISTINCT FROM $3 AS mine,
   (extract(epoch FROM expires_at - clock_timestamp()) * 1000)::float8 AS ms_left,
@@ -245,7 +250,11 @@ export class PgIdempotencyStore implements IdempotencyStore {
       // The row was live when the insert met it; read it in a new snapshot (one that sees it even
       // when it was committed after the insert began).
       const { rows: [row] } = await this.again(() => this.query(this.sql.read, [key, fingerprint, token])) as { rows: ReadRow[] }
-      if (row === undefined) continue // released, swept or expired meanwhile: claim again
+      if (row === undefined) {
+        // Expired (or gone meanwhile): take it over, or insert again if it is gone.
+        if ((await this.again(() => this.query(this.sql.takeOver, [key, fingerprint, token, leaseMs]))).rowCount === 1) return { state: 'claimed', token }
+        continue
+      }
       // This claim's own insert, committed before its connection broke and tried again.
       if (row.mine) return { state: 'claimed', token }
       if (!row.same) return { state: 'mismatch' }
