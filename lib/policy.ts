@@ -19,6 +19,15 @@ export interface IdempotencyOptions<Request = FastifyRequest> {
    * another key, so one client can neither replay nor block another's. Default: one scope for all.
    */
   scope?: (request: Request) => string
+  /**
+   * How the key is claimed. `'lease'` (default): claimed before the handler runs, with a lease
+   * renewed while it runs, for every store and every handler. `'transaction'`: claimed by the
+   * key's row inserted first in the handler's own database transaction, which the handler opens with
+   * `request.idempotency.transaction(db, fn)` (a store with transactions, e.g. pgIdempotencyStore):
+   * no lease, no renewal, no write before the handler; a duplicate waits for that transaction and
+   * gets its answer. For handlers whose every effect is in that transaction.
+   */
+  claim?: 'lease' | 'transaction'
 }
 
 export interface IdempotencyPolicy {
@@ -26,9 +35,10 @@ export interface IdempotencyPolicy {
   /** In milliseconds. */
   ttl: number
   scope: ((request: FastifyRequest) => string) | null
+  claim: 'lease' | 'transaction'
 }
 
-const IDEMPOTENCY_KEYS = new Set(['required', 'ttl', 'scope'])
+const IDEMPOTENCY_KEYS = new Set(['required', 'ttl', 'scope', 'claim'])
 /** The longest ttl: a year, well inside what a Redis PX or a timer can hold. */
 const MAX_TTL = 365 * 86400
 
@@ -176,7 +186,7 @@ export function toPolicy (option: unknown, route: string): Policy {
  */
 export function toIdempotencyPolicy (option: unknown, route: string): IdempotencyPolicy | null {
   if (option === false) return null
-  if (option === true) return { required: false, ttl: 86400_000, scope: null }
+  if (option === true) return { required: false, ttl: 86400_000, scope: null, claim: 'lease' }
   if (typeof option !== 'object' || option === null || Array.isArray(option)) {
     throw invalidOption('idempotency', `${route}: concurrency.idempotency must be true or an object with any of required, ttl, scope; got ${JSON.stringify(option)}`)
   }
@@ -185,7 +195,7 @@ export function toIdempotencyPolicy (option: unknown, route: string): Idempotenc
       throw invalidOption('idempotency', `${route}: concurrency.idempotency.${name} is not an option; known: ${[...IDEMPOTENCY_KEYS].join(', ')}`)
     }
   }
-  const { required, ttl, scope } = option as IdempotencyOptions
+  const { required, ttl, scope, claim } = option as IdempotencyOptions
   if (required !== undefined && typeof required !== 'boolean') {
     throw invalidOption('idempotency', `${route}: concurrency.idempotency.required must be a boolean; got ${JSON.stringify(required)}`)
   }
@@ -196,9 +206,13 @@ export function toIdempotencyPolicy (option: unknown, route: string): Idempotenc
   if (scope !== undefined && typeof scope !== 'function') {
     throw invalidOption('idempotency', `${route}: concurrency.idempotency.scope must be a function (request) => string`)
   }
+  if (claim !== undefined && claim !== 'lease' && claim !== 'transaction') {
+    throw invalidOption('idempotency', `${route}: concurrency.idempotency.claim must be 'lease' or 'transaction'; got ${JSON.stringify(claim)}`)
+  }
   return {
     required: required ?? false,
     ttl: Math.round((ttl ?? 86400) * 1000),
-    scope: (scope ?? null) as IdempotencyPolicy['scope']
+    scope: (scope ?? null) as IdempotencyPolicy['scope'],
+    claim: claim ?? 'lease'
   }
 }

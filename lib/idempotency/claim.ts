@@ -29,7 +29,7 @@ import { call, onceWithin } from './calls.js'
 import type { BodyDigest } from './fingerprint.js'
 import { recordStream } from './record.js'
 import type { Renewable, Renewals } from './renewals.js'
-import type { IdempotencyStore, StoredResponse, TransactionClient } from './store.js'
+import type { ClaimResult, IdempotencyStore, StoredResponse, TransactionClient } from './store.js'
 
 /** The response headers kept with a stored response and replayed. */
 export const REPLAYED_HEADERS = ['content-type', 'content-encoding', 'location', 'etag', 'last-modified'] as const
@@ -122,6 +122,15 @@ export class Claim implements RequestIdempotency, ClaimSlot, Renewable {
   recorded: StoredResponse | null = null
   /** Until when an answer the store failed to take is tried again (ms since the epoch). */
   private until = 0
+  /**
+   * The transactional claim (`claim: 'transaction'`): nothing was claimed before the handler; the
+   * key's row is inserted first in the transaction `transaction(db, fn)` opens.
+   */
+  transactional = false
+  /** The transactional claim's `transaction(db, fn)` ran (or runs). */
+  opened = false
+  /** Answers a duplicate that lost the transactional claim's race: the stages' replay, 409 or 422. */
+  refuse: ((result: ClaimResult) => void) | null = null
   replayed = false
   /** The response has closed: finished, or its client is gone. */
   closed = false
@@ -231,6 +240,18 @@ export class Claim implements RequestIdempotency, ClaimSlot, Renewable {
   answered (payload: unknown, done: (error: Error | null, payload?: unknown) => void): void {
     this.state = ClaimState.ANSWERED
     const status = this.reply.statusCode
+    if (this.transactional) {
+      // Recorded in the transaction, or nothing to record (it rolled back): no store call. A
+      // success that did not go through `transaction` wrote without the key: an error, loudly.
+      this.state = ClaimState.OVER
+      if (this.opened || status >= 400) {
+        done(null, payload)
+        return
+      }
+      this.request.log.error({ key: this.key, route: this.route }, 'fastify-precondition: a route with idempotency.claim \'transaction\' answered without request.idempotency.transaction(db, fn); its write was not guarded by the key')
+      done(new Error(`fastify-precondition: ${this.route} has idempotency.claim 'transaction': open the handler's transaction with request.idempotency.transaction(db, fn), which claims the key in it`))
+      return
+    }
     if (this.lost) {
       // The answer is about this request's own claim, which another request holds: nothing to
       // keep. The key is let go if it is this request's after all (the token decides).
@@ -382,11 +403,37 @@ export class Claim implements RequestIdempotency, ClaimSlot, Renewable {
     if (typeof store.transaction !== 'function') {
       throw new TypeError('fastify-precondition: request.idempotency.transaction(db, fn) records the answer in a database transaction, and this idempotency store has none: use pgIdempotencyStore from fastify-precondition/postgres, or just return the answer')
     }
-    return await store.transaction(db, async (tx) => {
-      const body = await fn(tx)
-      await this.complete(tx, body)
-      return body
-    })
+    if (!this.transactional) {
+      return await store.transaction(db, async (tx) => {
+        const body = await fn(tx)
+        await this.complete(tx, body)
+        return body
+      })
+    }
+    if (this.opened) throw new TypeError('fastify-precondition: request.idempotency.transaction(db, fn) runs once a request on a route with idempotency.claim \'transaction\'')
+    this.opened = true
+    let refused: ClaimResult | null = null
+    try {
+      return await store.transaction(db, async (tx) => {
+        // The key's row first: a duplicate's insert waits here for this transaction.
+        const claimed = await (store.claimIn as NonNullable<IdempotencyStore['claimIn']>)(tx, this.storeKey, this.fingerprint, store.lease)
+        if (claimed.state !== 'claimed') {
+          refused = claimed
+          throw claimed // rolls the transaction back; caught below
+        }
+        this.token = claimed.token
+        publishIdempotency(this.request, this.route, 'claimed')
+        const body = await fn(tx)
+        await this.complete(tx, body)
+        return body
+      })
+    } catch (error) {
+      if (error !== refused || refused === null) throw error
+      // Another request under the key committed first: its answer, after this one rolled back.
+      this.state = ClaimState.REFUSED
+      ;(this.refuse as (result: ClaimResult) => void)(refused)
+      return this.reply as T
+    }
   }
 
   async complete (tx: TransactionClient, body: unknown): Promise<void> {

@@ -12,7 +12,7 @@
 //             releases the key. A stream flows to its client while it is recorded.
 import type { FastifyReply, FastifyRequest, RouteOptions } from 'fastify'
 import type { Readable } from 'node:stream'
-import { ProblemCode } from '../errors.js'
+import { invalidOption, ProblemCode } from '../errors.js'
 import { isSafe } from '../http/methods.js'
 import { publishIdempotency } from '../observe.js'
 import type { IdempotencyPolicy } from '../policy.js'
@@ -114,12 +114,23 @@ export function markRun (handler: RouteOptions['handler']): RouteOptions['handle
  * write gate or the precondition check), so the claim comes first and the replay before any
  * precondition or lock is looked at.
  */
-export function claimHandler (policy: IdempotencyPolicy, state: IdempotencyState, handler: RouteOptions['handler']): RouteOptions['handler'] {
+export function claimHandler (policy: IdempotencyPolicy, state: IdempotencyState, handler: RouteOptions['handler'], route: string): RouteOptions['handler'] {
   const { store, problems, renewals, claimTimeout } = state
   const { scope } = policy
+  const transactional = policy.claim === 'transaction'
+  if (transactional && (typeof store.read !== 'function' || typeof store.claimIn !== 'function' || typeof store.transaction !== 'function')) {
+    throw invalidOption('idempotency', `${route}: concurrency.idempotency.claim 'transaction' claims the key in the handler's database transaction, and this idempotency store has no transactions: use pgIdempotencyStore from fastify-precondition/postgres, or claim: 'lease'`)
+  }
 
   /** Acts on the store's answer to a claim; true when the request goes on to its handler. */
-  function answer (claim: Claim, request: FastifyRequest, reply: FastifyReply, result: ClaimResult): boolean {
+  function answer (claim: Claim, request: FastifyRequest, reply: FastifyReply, result: ClaimResult | null): boolean {
+    if (result === null) {
+      // The transactional claim found nothing: the handler claims the key in its transaction.
+      claim.state = ClaimState.RUNNING
+      claim.transactional = true
+      claim.refuse = (refused) => { answer(claim, request, reply, refused) }
+      return true
+    }
     if (result.state === 'claimed') return claim.claimed(result.token, renewals)
     claim.state = ClaimState.REFUSED
     publishIdempotency(request, claim.route, result.state === 'done' ? 'replayed' : result.state === 'running' ? 'in-progress' : 'mismatch')
@@ -155,7 +166,7 @@ export function claimHandler (policy: IdempotencyPolicy, state: IdempotencyState
    * Claims the request's key: the store's answer, or its promise; null when the store threw (the
    * request was answered 503). A scope that throws or returns no string throws.
    */
-  function claimKey (claim: Claim, request: FastifyRequest, reply: FastifyReply): ClaimResult | Promise<ClaimResult> | null {
+  function claimKey (claim: Claim, request: FastifyRequest, reply: FastifyReply): ClaimResult | null | Promise<ClaimResult | null> | undefined {
     const owner = scope === null ? '' : scope(request)
     if (typeof owner !== 'string') throw new TypeError(`concurrency.idempotency.scope must return a string; got ${typeof owner}`)
     const print = claim.body.result()
@@ -164,12 +175,13 @@ export function claimHandler (policy: IdempotencyPolicy, state: IdempotencyState
     claim.state = ClaimState.CLAIMING
     let claimed
     try {
-      claimed = store.claim(claim.storeKey, print, store.lease)
+      // The transactional claim only reads here: its claim is the handler's transaction's.
+      claimed = transactional ? (store.read as NonNullable<IdempotencyStore['read']>)(claim.storeKey, print) : store.claim(claim.storeKey, print, store.lease)
     } catch (error) {
       unavailable(claim, request, reply, error)
-      return null
+      return undefined
     }
-    return isThenable<ClaimResult>(claimed) ? within(claim, claimed, request.log) : claimed
+    return isThenable<ClaimResult | null>(claimed) ? within(claim, claimed, request.log) : claimed
   }
 
   /**
@@ -178,7 +190,7 @@ export function claimHandler (policy: IdempotencyPolicy, state: IdempotencyState
    * claim that lands after that is let go at once, so the key is not held for a request nobody
    * runs.
    */
-  function within (claim: Claim, claimed: PromiseLike<ClaimResult>, log: FastifyRequest['log']): Promise<ClaimResult> {
+  function within (claim: Claim, claimed: PromiseLike<ClaimResult | null>, log: FastifyRequest['log']): Promise<ClaimResult | null> {
     return new Promise((resolve, reject) => {
       let late = false
       const timer = setTimeout(() => {
@@ -189,7 +201,7 @@ export function claimHandler (policy: IdempotencyPolicy, state: IdempotencyState
         clearTimeout(timer)
         if (!late) {
           resolve(result)
-        } else if (result.state === 'claimed') {
+        } else if (result?.state === 'claimed') {
           call(() => store.release(claim.storeKey, result.token), (error) => {
             log.warn({ err: error }, 'fastify-precondition: releasing a late Idempotency-Key claim failed; it frees at the end of its lease')
           })
@@ -211,12 +223,12 @@ export function claimHandler (policy: IdempotencyPolicy, state: IdempotencyState
     }
     // A scope that throws is the route's bug: a 500 through Fastify's error path.
     const claimed = claimKey(claim, request, reply)
-    if (claimed === null) return undefined
-    if (!isThenable<ClaimResult>(claimed)) return answer(claim, request, reply, claimed) ? claim.run(this, handler) : undefined
+    if (claimed === undefined) return undefined
+    if (!isThenable<ClaimResult | null>(claimed)) return answer(claim, request, reply, claimed) ? claim.run(this, handler) : undefined
     // Later, Fastify waits on what this promise gives: the handler's promise or payload, or the
     // reply (settled once the response has ended) when the handler answers by itself or was
     // not run.
-    return claimed.then((result) => {
+    return claimed.then((result: ClaimResult | null) => {
       if (!answer(claim, request, reply, result)) return reply
       return orReply(claim.run(this, handler), reply)
     }, (error: unknown) => {

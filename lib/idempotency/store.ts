@@ -97,6 +97,17 @@ export interface IdempotencyStore {
    * `request.idempotency.transaction` runs in. Stores without transactions leave it out.
    */
   transaction? <T> (db: unknown, fn: (tx: any) => Promise<T>): Promise<T>
+  /**
+   * The transactional claim (`claim: 'transaction'`), before the handler: what the key's record
+   * says now, read without writing anything; null when there is none (or it expired).
+   */
+  read? (key: string, fingerprint: string): Promise<Exclude<ClaimResult, { state: 'claimed' }> | null>
+  /**
+   * The transactional claim, first thing in the handler's transaction `tx`: inserts the key's
+   * record (a duplicate's insert waits for this transaction, and meets its answer once it
+   * committed), or says what another request committed under the key.
+   */
+  claimIn? (tx: unknown, key: string, fingerprint: string, leaseMs: number): Promise<ClaimResult>
   /** Called when the Fastify instance closes: clear timers. */
   close? (): void | Promise<void>
 }

@@ -257,9 +257,31 @@ export class PgIdempotencyStore implements IdempotencyStore {
       }
       // This claim's own insert, committed before its connection broke and tried again.
       if (row.mine) return { state: 'claimed', token }
-      if (!row.same) return { state: 'mismatch' }
-      if (!row.done) return { state: 'running', retryAfter: Math.max(0, Math.ceil(row.ms_left)) }
-      return { state: 'done', response: decode(row) }
+      return found(row)
+    }
+    throw new Error(`pgIdempotencyStore: the row of key ${JSON.stringify(key)} changed under ${CLAIM_ATTEMPTS} claims in a row`)
+  }
+
+  /** The transactional claim's read before the handler: the live record, if any; writes nothing. */
+  async read (key: string, fingerprint: string): Promise<Exclude<ClaimResult, { state: 'claimed' }> | null> {
+    const { rows: [row] } = await this.again(() => this.query(this.sql.read, [key, fingerprint, null])) as { rows: ReadRow[] }
+    return row === undefined ? null : found(row)
+  }
+
+  /**
+   * The transactional claim, first in the handler's transaction: the key's row inserted through
+   * `tx`. A duplicate's insert waits on the unique index for this transaction: once it commits,
+   * the duplicate's next statement (READ COMMITTED) reads the answer; once it rolls back, the
+   * duplicate's insert goes on. A row whose ttl ended is taken over, in `tx` too.
+   */
+  async claimIn (tx: unknown, key: string, fingerprint: string, leaseMs: number): Promise<ClaimResult> {
+    const through = executorOf(tx, 'postgres')
+    const token = claimToken()
+    for (let attempt = 0; attempt < CLAIM_ATTEMPTS; attempt++) {
+      if ((await through.query(this.sql.claim, [key, fingerprint, token, leaseMs])).rowCount === 1) return { state: 'claimed', token }
+      const { rows: [row] } = await through.query(this.sql.read, [key, fingerprint, token]) as { rows: ReadRow[] }
+      if (row !== undefined) return found(row)
+      if ((await through.query(this.sql.takeOver, [key, fingerprint, token, leaseMs])).rowCount === 1) return { state: 'claimed', token }
     }
     throw new Error(`pgIdempotencyStore: the row of key ${JSON.stringify(key)} changed under ${CLAIM_ATTEMPTS} claims in a row`)
   }
@@ -394,6 +416,13 @@ function storedHeaders (headers: unknown): Record<string, string> {
 function brokenConnection (error: unknown): boolean {
   const code = (error as { code?: unknown } | null)?.code
   return typeof code !== 'string' || !/^[0-9A-Z]{5}$/.test(code) || code.startsWith('08') || /^57P0[123]$/.test(code)
+}
+
+/** What a live row that is not this claim's says. */
+function found (row: ReadRow): Exclude<ClaimResult, { state: 'claimed' }> {
+  if (!row.same) return { state: 'mismatch' }
+  if (!row.done) return { state: 'running', retryAfter: Math.max(0, Math.ceil(row.ms_left)) }
+  return { state: 'done', response: decode(row) }
 }
 
 function decode (row: ReadRow): StoredResponse {

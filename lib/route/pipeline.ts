@@ -69,7 +69,7 @@ export function attach (routeOptions: RouteOptions, plan: Plan, runtime: Runtime
         create: policy.create
       })
     }),
-    claim: () => ({ wrap: (handler) => claimHandler(policy.idempotency!, runtime.idempotency(), handler) })
+    claim: () => ({ wrap: (handler) => claimHandler(policy.idempotency!, runtime.idempotency(), handler, route) })
   }
 
   for (const stage of plan.stages) {

@@ -39,7 +39,7 @@ export const idempotencyPlugin = fp(async function idempotency (fastify: Fastify
         })
       } as RouteOptions['handler']
     }
-    routeOptions.handler = claimHandler(policy, state, routeOptions.handler)
+    routeOptions.handler = claimHandler(policy, state, routeOptions.handler, routeOptions.url)
     appendHook(routeOptions, 'onSend', recordHook(null))
   })
   fastify.addHook('onClose', async () => {
