@@ -128,3 +128,11 @@ test('the link and anchor readers', async (t) => {
   t.same(links(sample).map(({ target }) => target), ['docs/a.md#x', 'b.md', 'c.md'])
   t.same([...anchors(sample)], ['title', 'a-code-heading-with-punctuation', 'title-1'])
 })
+
+test('the README\'s PostgreSQL recipe is the guide\'s, character for character (which test/faults/pg-recipes.test.ts runs as printed under a terminated backend and a restart)', async (t) => {
+  const guide = read('docs/postgresql.md')
+  const from = guide.indexOf('```js', guide.indexOf('## The transaction recipe'))
+  const recipe = guide.slice(from, guide.indexOf('```\n', from + 5) + 3)
+  t.match(recipe, /request\.idempotency\.transaction\(pool, async \(tx\) =>/)
+  t.ok(read('README.md').includes(recipe), 'the README prints the guide\'s recipe')
+})
