@@ -10,7 +10,6 @@ import { postgresMissing, startPostgres } from './helpers/postgres-server.js'
 const skip = postgresMissing()
 if (skip !== false) console.log(`# ${skip}`)
 
-
 test('claims that find a live key write nothing', { skip }, async (t) => {
   const { pool } = await startPostgres(t, pg.Pool)
   await pool.query(idempotencyTableSql())
