@@ -192,5 +192,11 @@ test('with @fastify/compress before the plugin: a replay is decodable by the cli
   const none = await post('identity')
   t.equal(none.headers['content-encoding'], undefined, 'decoded for a client that takes no coding')
   t.same(JSON.parse(none.body.toString()), payload)
+  // curl without --compressed: no Accept-Encoding at all. The encoder sends such a client identity,
+  // and so does the replay.
+  const plain = await post(undefined)
+  t.equal(plain.headers['idempotent-replayed'], 'true')
+  t.equal(plain.headers['content-encoding'], undefined, 'no Accept-Encoding: no Content-Encoding')
+  t.same(JSON.parse(plain.body.toString()), payload)
   t.equal(runs, 1)
 })
