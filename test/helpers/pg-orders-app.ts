@@ -15,6 +15,12 @@
 //   instead of a pool of its own.
 // - HANDLER=transaction: POST /orders through `request.idempotency.transaction(pool, fn)` (the
 //   plugin opens, records the answer, commits or rolls back, releases) instead of the recipe.
+// - CLAIM=transaction: the route's `idempotency.claim` is 'transaction' (DESIGN.md, "The
+//   transactional claim": the key is only read before the handler, and claimed by its row, inserted
+//   first in the handler's transaction), and POST /orders goes through
+//   `request.idempotency.transaction(pool, fn)` whatever HANDLER says. Its stall points:
+//   `before-complete` after the order's INSERT, `before-commit` as the plugin sends COMMIT (the
+//   key's row and its answer written, not committed), `after-commit` once the helper returned.
 // - RUNS_FILE: a file that gets a line `key<TAB>pid` each time the handler runs, written
 //   synchronously before anything else the handler does: a side effect outside the database (an
 //   email, a payment call), counted by the parent even when the process dies right after.
@@ -217,13 +223,56 @@ async function closeUnused (request: FastifyRequest): Promise<void> {
   tx.release()
 }
 
+/**
+ * `pool`, as `request.idempotency.transaction` sees it, whose clients stall `before-commit` as
+ * COMMIT is sent, for a request asking for it: the plugin has written the key's row and the
+ * answer in the transaction, which is still open.
+ */
+function stallingCommit (request: FastifyRequest, placed: { order?: Order }): pg.Pool {
+  if (request.headers['x-test-stall'] !== 'before-commit') return pool
+  const connect = async (): Promise<pg.PoolClient> => {
+    const client = await pool.connect()
+    return new Proxy(client, {
+      get (target, name, receiver) {
+        if (name !== 'query') {
+          const value = Reflect.get(target, name, receiver)
+          return typeof value === 'function' ? value.bind(target) : value
+        }
+        return async (text: string, values?: unknown[]) => {
+          if (text === 'COMMIT') await point('before-commit', 'before-commit', placed.order)
+          return await target.query(text, values)
+        }
+      }
+    })
+  }
+  // A Pool as the plugin recognizes one (connect, query, totalCount), its clients stalling.
+  return { connect, query: pool.query.bind(pool), totalCount: pool.totalCount } as unknown as pg.Pool
+}
+
+/** POST /orders with CLAIM=transaction: the key's row, the order and the answer in the plugin's transaction. */
+async function transactional (request: Request, reply: FastifyReply): Promise<Order> {
+  const idempotency = request.idempotency as unknown as TransactionalIdempotency
+  const placed: { order?: Order } = {}
+  const order = await idempotency.transaction(stallingCommit(request, placed), async (tx) => {
+    placed.order = await placeOrder(request, reply, tx, false)
+    return placed.order
+  })
+  // A duplicate that lost the race is answered by the plugin: `order` is the reply then.
+  if (order === (reply as unknown)) return order
+  await point('after-commit', request.headers['x-test-stall'], order)
+  return order
+}
+
+const transactionClaim = process.env.CLAIM === 'transaction'
+
 app.post<{ Body: { item: string } }>('/orders', {
   schema: { body },
-  concurrency: { idempotency: { required: true } },
+  concurrency: { idempotency: { required: true, ...(transactionClaim ? { claim: 'transaction' as const } : {}) } },
   preHandler: openInHook,
   onResponse: closeUnused
 }, async (request, reply) => {
   ran(request.idempotency!.key)
+  if (transactionClaim) return await transactional(request, reply)
   if (process.env.HANDLER !== 'transaction' || opened.has(request)) return await recipe(request, reply)
   const idempotency = request.idempotency as unknown as TransactionalIdempotency
   return await idempotency.transaction(pool, (tx) => placeOrder(request, reply, tx, false))
