@@ -118,13 +118,51 @@ function listenWithRedis (app, redis) {
   }
 }
 
+/**
+ * The statements every node-postgres connection of this process sends, by kind (`BEGIN`,
+ * `INSERT orders`, `SELECT key`, …): the pools' connections and the lease store's renewal
+ * connection alike, counted in `Client.prototype.query`. node-postgres sends a connection's next
+ * statement only once the previous one has answered, so each is one round trip.
+ */
+const statements = { total: 0, kinds: Object.create(null) }
+const statementKinds = new Map()
+// The benchmark's tables by what they hold: the orders, and the Idempotency-Key rows (the
+// plugin's table and the hand-written floor's).
+const TABLE_ROLES = { bench_orders: 'orders', fastify_precondition_idempotency: 'key', bench_floor_idempotency: 'key' }
+
+function statementKind (text) {
+  let kind = statementKinds.get(text)
+  if (kind === undefined) {
+    const verb = /^\s*(\w+)/.exec(text)?.[1].toUpperCase() ?? '?'
+    const table = Object.keys(TABLE_ROLES).find((name) => text.includes(name))
+    kind = table === undefined ? verb : `${verb} ${TABLE_ROLES[table]}`
+    statementKinds.set(text, kind)
+  }
+  return kind
+}
+
+function countStatements (pg) {
+  const query = pg.Client.prototype.query
+  if (query.counting === true) return
+  pg.Client.prototype.query = function countedQuery (config, ...rest) {
+    const kind = statementKind(typeof config === 'string' ? config : String(config?.text))
+    statements.total++
+    statements.kinds[kind] = (statements.kinds[kind] ?? 0) + 1
+    return query.call(this, config, ...rest)
+  }
+  pg.Client.prototype.query.counting = true
+}
+
 /** A node-postgres pool on the PostgreSQL benchmark's cluster (benchmarks/postgres.mjs). */
 async function pgPool () {
   const { default: pg } = await import('pg')
+  countStatements(pg)
   const pool = new pg.Pool({ connectionString: process.env.BENCH_DATABASE_URL, max: 10 })
   pool.on('error', () => {})
   return pool
 }
+
+const INSERT_ORDER = 'INSERT INTO bench_orders (name) VALUES ($1) RETURNING id, name'
 
 /**
  * The POST handler of the PostgreSQL scenarios, with and without the plugin: one order in a
@@ -136,7 +174,7 @@ function pgPostHandler (pool) {
     const tx = await pool.connect()
     try {
       await tx.query('BEGIN')
-      const { rows: [order] } = await tx.query('INSERT INTO bench_orders (name) VALUES ($1) RETURNING id, name', [request.body.name])
+      const { rows: [order] } = await tx.query(INSERT_ORDER, [request.body.name])
       reply.code(201)
       if (request.idempotency) await request.idempotency.complete(tx, order)
       await tx.query('COMMIT')
@@ -150,9 +188,83 @@ function pgPostHandler (pool) {
   }
 }
 
+/**
+ * The same order through `request.idempotency.transaction(pool, fn)`, as docs/postgresql.md
+ * writes it: the plugin opens the transaction, claims the key in it (transactional claim) or
+ * checks the lease's claim (lease claim), runs `fn`, records the answer and commits.
+ */
+function pgTransactionHandler (pool) {
+  return async function pgPostInTransaction (request, reply) {
+    return request.idempotency.transaction(pool, async (tx) => {
+      const { rows: [order] } = await tx.query(INSERT_ORDER, [request.body.name])
+      reply.code(201)
+      return order
+    })
+  }
+}
+
+// The hand-written floor of the transactional claim's guarantee: the key's row and its answer in
+// the order's own transaction, nothing else. Its table has the plugin's DDL (same row, same two
+// indexes); a day's ttl, so no row expires during a run (no take-over of an expired row, which
+// the plugin has and this floor leaves out).
+export const FLOOR_TABLE = 'bench_floor_idempotency'
+const FLOOR_SQL = {
+  read: `SELECT fingerprint = $2 AS same, token IS NULL AS done, status, body FROM ${FLOOR_TABLE}
+WHERE key = $1 AND expires_at > clock_timestamp()`,
+  claim: `INSERT INTO ${FLOOR_TABLE} (key, fingerprint, token, expires_at) VALUES ($1, $2, 'floor', clock_timestamp() + interval '1 day')
+ON CONFLICT (key) DO NOTHING`,
+  answer: `UPDATE ${FLOOR_TABLE} SET token = NULL, expires_at = clock_timestamp() + interval '1 day', status = $2, body = $3
+WHERE key = $1`
+}
+
+function floorAnswer (reply, row) {
+  if (!row.same) return reply.code(422).send({})
+  if (!row.done) return reply.code(409).send({})
+  return reply.code(row.status).type('application/json; charset=utf-8').header('idempotent-replayed', 'true').send(row.body)
+}
+
+/**
+ * Fresh key: SELECT (nothing) · BEGIN · INSERT key (ON CONFLICT DO NOTHING) · INSERT order ·
+ * UPDATE key with the answer · COMMIT. Replay: the SELECT, answered from its row. A duplicate
+ * whose INSERT waited for another transaction's COMMIT reads the answer, rolls back and replays it.
+ */
+function pgFloorHandler (pool) {
+  return async function pgPostFloor (request, reply) {
+    const key = request.headers['idempotency-key']
+    if (typeof key !== 'string') return reply.code(428).send({})
+    const fingerprint = hash('sha256', JSON.stringify(request.body), 'base64url')
+    const { rows: [stored] } = await pool.query(FLOOR_SQL.read, [key, fingerprint])
+    if (stored !== undefined) return floorAnswer(reply, stored)
+    const tx = await pool.connect()
+    try {
+      await tx.query('BEGIN')
+      if ((await tx.query(FLOOR_SQL.claim, [key, fingerprint])).rowCount === 0) {
+        const { rows: [row] } = await tx.query(FLOOR_SQL.read, [key, fingerprint])
+        await tx.query('ROLLBACK')
+        return row === undefined ? reply.code(409).send({}) : floorAnswer(reply, row)
+      }
+      const { rows: [order] } = await tx.query(INSERT_ORDER, [request.body.name])
+      const body = JSON.stringify(order)
+      await tx.query(FLOOR_SQL.answer, [key, 201, Buffer.from(body)])
+      await tx.query('COMMIT')
+      return reply.code(201).type('application/json; charset=utf-8').send(body)
+    } catch (error) {
+      await tx.query('ROLLBACK')
+      throw error
+    } finally {
+      tx.release()
+    }
+  }
+}
+
 function listenWithPool (app, pool) {
+  // The requests this server took, so that statements are counted per request it served: the
+  // load generator counts only those answered within a burst, not the few still in flight.
+  let served = 0
+  app.server.on('request', () => { served++ })
   return {
     ...listenFastify(app),
+    stats: () => ({ served, statements: statements.total, statementKinds: { ...statements.kinds } }),
     async close () {
       await app.close()
       await pool.end()
@@ -529,21 +641,52 @@ export const builders = {
     return { ...listenFastify(app), stats: () => ({ idempotencyRecords: store.size }) }
   },
 
-  /** PostgreSQL, no plugin: the order's transaction alone (the floor of the PostgreSQL scenarios). */
-  async 'pg-post-floor' () {
+  /** PostgreSQL, no plugin: the order's transaction alone (key ignored). */
+  async 'pg-post-bare' () {
     const pool = await pgPool()
     const app = Fastify({ logger: false })
     app.post('/orders', { schema: postSchema }, pgPostHandler(pool))
     return listenWithPool(app, pool)
   },
 
-  /** PostgreSQL, the plugin with pgIdempotencyStore: the claim, then the answer recorded in the order's transaction. */
+  /** PostgreSQL, no plugin: the hand-written floor of the transactional claim's guarantee (pgFloorHandler). */
+  async 'pg-post-key-floor' () {
+    const pool = await pgPool()
+    const app = Fastify({ logger: false })
+    app.post('/orders', { schema: postSchema }, pgFloorHandler(pool))
+    return listenWithPool(app, pool)
+  },
+
+  /**
+   * PostgreSQL, the plugin with pgIdempotencyStore and the lease claim: the claim, then the
+   * answer recorded by `complete(tx, order)` in the order's transaction (the 2026-12-01 runs).
+   */
   async 'pg-post-idempotent' () {
     const { pgIdempotencyStore } = await import('fastify-precondition/postgres')
     const pool = await pgPool()
     const app = Fastify({ logger: false })
     await app.register(fastifyPrecondition, { idempotencyStore: pgIdempotencyStore({ pool }) })
     app.post('/orders', { schema: postSchema, concurrency: { idempotency: true } }, pgPostHandler(pool))
+    return listenWithPool(app, pool)
+  },
+
+  /** PostgreSQL, the lease claim, the handler through `request.idempotency.transaction(pool, fn)`. */
+  async 'pg-post-claim-lease' () {
+    const { pgIdempotencyStore } = await import('fastify-precondition/postgres')
+    const pool = await pgPool()
+    const app = Fastify({ logger: false })
+    await app.register(fastifyPrecondition, { idempotencyStore: pgIdempotencyStore({ pool }) })
+    app.post('/orders', { schema: postSchema, concurrency: { idempotency: { required: true, claim: 'lease' } } }, pgTransactionHandler(pool))
+    return listenWithPool(app, pool)
+  },
+
+  /** PostgreSQL, the transactional claim: a read before the handler, the key's row first in the order's transaction. */
+  async 'pg-post-claim-transaction' () {
+    const { pgIdempotencyStore } = await import('fastify-precondition/postgres')
+    const pool = await pgPool()
+    const app = Fastify({ logger: false })
+    await app.register(fastifyPrecondition, { idempotencyStore: pgIdempotencyStore({ pool }) })
+    app.post('/orders', { schema: postSchema, concurrency: { idempotency: { required: true, claim: 'transaction' } } }, pgTransactionHandler(pool))
     return listenWithPool(app, pool)
   },
 

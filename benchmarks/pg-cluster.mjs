@@ -1,6 +1,8 @@
 // A throwaway PostgreSQL cluster for the PostgreSQL benchmark, made the way the tests make theirs
 // (test/helpers/postgres-server.ts): initdb into a temporary directory, trust auth on loopback
-// only, a free port, fsync off (synchronous_commit stays on). As root, it belongs to the
+// only, a free port, synchronous_commit on. `fsync: true` keeps PostgreSQL's own durability
+// (fsync and full_page_writes on, as in production: every commit that wrote waits for its WAL on
+// disk); `fsync: false` turns both off, as the tests' clusters do. As root, it belongs to the
 // `postgres` OS user and every command runs through runuser. Pinned to one CPU with taskset.
 import { spawnSync } from 'node:child_process'
 import { chownSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
@@ -52,9 +54,10 @@ function freePort () {
 }
 
 export class PostgresCluster {
-  constructor ({ cpu = null } = {}) {
+  constructor ({ cpu = null, fsync = true } = {}) {
     this.bin = findBinaries()
     this.cpu = cpu
+    this.fsync = fsync
     this.dir = mkdtempSync(join(tmpdir(), 'pg-bench-'))
     this.data = join(this.dir, 'data')
     this.log = join(this.dir, 'server.log')
@@ -82,7 +85,7 @@ export class PostgresCluster {
   async start () {
     this.run('initdb', ['-D', this.data, '-U', 'postgres', '--auth=trust', '--no-sync', '--no-instructions', '-E', 'UTF8', '--locale=C'])
     this.port = await freePort()
-    const options = [`-p ${this.port}`, `-k ${this.dir}`, '-c listen_addresses=127.0.0.1', '-c fsync=off', '-c full_page_writes=off', '-c max_connections=100'].join(' ')
+    const options = [`-p ${this.port}`, `-k ${this.dir}`, '-c listen_addresses=127.0.0.1', `-c fsync=${this.fsync ? 'on' : 'off'}`, `-c full_page_writes=${this.fsync ? 'on' : 'off'}`, '-c max_connections=100'].join(' ')
     this.run('pg_ctl', ['start', '-D', this.data, '-l', this.log, '-w', '-t', '60', '-o', options])
     this.postmaster = Number(readFileSync(join(this.data, 'postmaster.pid'), 'utf8').split('\n')[0])
   }

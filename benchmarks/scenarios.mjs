@@ -328,14 +328,89 @@ export const scenarios = [
 ]
 
 // The PostgreSQL scenarios (benchmarks/postgres.mjs, which starts a private cluster): a keyed POST
-// whose order and answer commit in one transaction, against the same transaction without the plugin.
+// whose order and answer commit in one transaction. The claims' run (`claims: true`, run by
+// default, on a cluster with fsync on): the hand-written floor of the transactional claim's
+// guarantee against the order transaction without the plugin, the transactional claim against
+// that floor (fresh key) and against the bare transaction (replay), and the lease claim beside
+// them. `pg-post-fresh` and `pg-post-replay` are the 2026-12-01 pairs (lease claim, `complete(tx)`
+// in a hand-opened transaction, against the bare transaction), run with --only. A target's metric
+// is the ratio's median: `rps` (higher is better), `pgCpu` (PostgreSQL CPU per request, lower).
+const BARE = 'the same order transaction, no plugin (key ignored)'
+const BARE_REPLAY = 'the same order transaction, no plugin (key ignored: it inserts every time)'
+const FLOOR = 'the hand-written floor: key row, order and answer in one transaction, no plugin'
 export const postgresScenarios = [
+  {
+    id: 'pg-floor-fresh',
+    title: 'hand-written floor, a fresh Idempotency-Key per request',
+    a: 'pg-post-key-floor',
+    b: 'pg-post-bare',
+    baseline: BARE,
+    spec: post('fresh'),
+    expect: { a: 201, b: 201 },
+    claims: true,
+    targets: []
+  },
+  {
+    id: 'pg-floor-replay',
+    title: 'hand-written floor, Idempotency-Key replayed (one indexed read)',
+    a: 'pg-post-key-floor',
+    b: 'pg-post-bare',
+    baseline: BARE_REPLAY,
+    spec: post('per-connection'),
+    expect: { a: 201, b: 201 },
+    claims: true,
+    targets: []
+  },
+  {
+    id: 'pg-transaction-fresh',
+    title: 'transactional claim, a fresh Idempotency-Key per request',
+    a: 'pg-post-claim-transaction',
+    b: 'pg-post-key-floor',
+    baseline: FLOOR,
+    spec: post('fresh'),
+    expect: { a: 201, b: 201 },
+    claims: true,
+    targets: [{ metric: 'rps', min: 0.9 }, { metric: 'pgCpu', max: 1.1 }]
+  },
+  {
+    id: 'pg-transaction-replay',
+    title: 'transactional claim, Idempotency-Key replayed',
+    a: 'pg-post-claim-transaction',
+    b: 'pg-post-bare',
+    baseline: BARE_REPLAY,
+    spec: post('per-connection'),
+    expect: { a: 201, b: 201 },
+    claims: true,
+    targets: [{ metric: 'rps', min: 1.0 }]
+  },
+  {
+    id: 'pg-lease-fresh',
+    title: 'lease claim, a fresh Idempotency-Key per request',
+    a: 'pg-post-claim-lease',
+    b: 'pg-post-key-floor',
+    baseline: FLOOR,
+    spec: post('fresh'),
+    expect: { a: 201, b: 201 },
+    claims: true,
+    targets: []
+  },
+  {
+    id: 'pg-lease-replay',
+    title: 'lease claim, Idempotency-Key replayed',
+    a: 'pg-post-claim-lease',
+    b: 'pg-post-bare',
+    baseline: BARE_REPLAY,
+    spec: post('per-connection'),
+    expect: { a: 201, b: 201 },
+    claims: true,
+    targets: []
+  },
   {
     id: 'pg-post-fresh',
     title: 'POST on PostgreSQL, a fresh Idempotency-Key per request: claim, order and its recorded answer in one transaction',
     a: 'pg-post-idempotent',
-    b: 'pg-post-floor',
-    baseline: 'the same order transaction, no plugin (key ignored)',
+    b: 'pg-post-bare',
+    baseline: BARE,
     spec: post('fresh'),
     expect: { a: 201, b: 201 },
     targets: []
@@ -344,8 +419,8 @@ export const postgresScenarios = [
     id: 'pg-post-replay',
     title: 'POST on PostgreSQL, Idempotency-Key replayed (the answer read back from PostgreSQL)',
     a: 'pg-post-idempotent',
-    b: 'pg-post-floor',
-    baseline: 'the same order transaction, no plugin (key ignored: it inserts every time)',
+    b: 'pg-post-bare',
+    baseline: BARE_REPLAY,
     spec: post('per-connection'),
     expect: { a: 201, b: 201 },
     targets: []
