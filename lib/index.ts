@@ -15,7 +15,7 @@ export type { Lease, LeaseLossListener, LockStore, RequestLock } from './locks/t
 export type { ConcurrencyOptions, IdempotencyOptions, RequirableHeader } from './policy.js'
 export { MemoryIdempotencyStore, memoryIdempotencyStore, type MemoryIdempotencyStoreOptions } from './idempotency/memory.js'
 export type { IdempotencyStore, ClaimResult, StoredResponse, TransactionClient } from './idempotency/store.js'
-export type { RequestIdempotency } from './idempotency/claim.js'
+export type { RequestIdempotency } from './idempotency/transaction.js'
 
 /** The plugin. */
 export const fastifyPrecondition = fp(plugin, {

@@ -14,7 +14,7 @@ import type {
 import { invalidOption } from './errors.js'
 import type { Validators } from './http/evaluate.js'
 import type { Preconditions } from './http/preconditions.js'
-import type { RequestIdempotency } from './idempotency/claim.js'
+import type { RequestIdempotency } from './idempotency/transaction.js'
 import type { IdempotencyStore } from './idempotency/store.js'
 import type { LockStore, RequestLock } from './locks/types.js'
 import type { ConcurrencyOptions } from './policy.js'

@@ -21,13 +21,13 @@
 //   after the handler's promise settles, also for a client that left.
 import type { FastifyReply, FastifyRequest, RouteOptions } from 'fastify'
 import type { Readable } from 'node:stream'
-import { IdempotencyClaimLostError } from '../errors.js'
 import { publishIdempotency } from '../observe.js'
 import { clientGone, ignore, isThenable } from '../shared.js'
 import type { ClaimSlot } from '../slots.js'
 import { call, onceWithin } from './calls.js'
 import type { BodyDigest } from './fingerprint.js'
 import { recordStream } from './record.js'
+import { completeIn, inTransaction, sameBody, type RequestIdempotency } from './transaction.js'
 import type { Renewable, Renewals } from './renewals.js'
 import type { ClaimResult, IdempotencyStore, StoredResponse, TransactionClient } from './store.js'
 
@@ -55,27 +55,6 @@ export const ClaimState = {
 // eslint-disable-next-line @typescript-eslint/no-redeclare -- a value and its type, one name
 export type ClaimState = typeof ClaimState[keyof typeof ClaimState]
 
-/** `request.idempotency`: on a request that carries a key, the key and the transactional completion. */
-export interface RequestIdempotency {
-  /** The Idempotency-Key the request carries. */
-  readonly key: string
-  /**
-   * Records the answer (the reply's status and headers as they are now, and `body` serialized as
-   * the route serializes it) through `tx`, the handler's own open transaction, so it commits or
-   * rolls back with the handler's data. Throws IdempotencyClaimLostError when this request no
-   * longer holds the key (roll back), and an Error on a store without transactions.
-   */
-  complete (tx: TransactionClient, body: unknown): Promise<void>
-  /**
-   * Opens a transaction on `db` (a pool, or your data layer's database object), runs `fn` with
-   * the transaction as your data layer hands it out, records what `fn` returns as the answer in
-   * that transaction (with the reply's status as `fn` left it), commits, and returns it. Rolls back
-   * when `fn` throws, and releases the connection whatever happens: a connection the database drops
-   * costs this request an error, never the process. Return its result from the handler.
-   */
-  transaction<T> (db: unknown, fn: (tx: any) => Promise<T>): Promise<T>
-}
-
 /**
  * The largest answer recorded where the store sets no limit of its own (bytes): an endless stream
  * whose client has gone is not read forever for nobody, nor one that flows to its client kept.
@@ -91,13 +70,6 @@ export const STORE_RETRY_FIRST = 100
 /** Statuses whose answers are not kept: the request may be tried again. */
 function releases (status: number): boolean {
   return status >= 500 || status === 429
-}
-
-/** Whether the payload onSend has is the body recorded. */
-function sameBody (payload: unknown, body: Buffer | string): boolean {
-  if (typeof payload === 'string' && typeof body === 'string') return payload === body
-  if (typeof payload !== 'string' && !Buffer.isBuffer(payload)) return false
-  return Buffer.from(payload).equals(Buffer.from(body))
 }
 
 /** One request carrying a key, from preParsing until its claim is stored or released. */
@@ -397,81 +369,14 @@ export class Claim implements RequestIdempotency, ClaimSlot, Renewable {
     this.stopRenewal()
   }
 
-  /** `request.idempotency.complete(tx, body)`: the answer recorded in the handler's transaction. */
+  /** `request.idempotency.transaction(db, fn)` (transaction.ts). */
   async transaction<T> (db: unknown, fn: (tx: any) => Promise<T>): Promise<T> {
-    const store = this.store
-    if (typeof store.transaction !== 'function') {
-      throw new TypeError('fastify-precondition: request.idempotency.transaction(db, fn) records the answer in a database transaction, and this idempotency store has none: use pgIdempotencyStore from fastify-precondition/postgres, or just return the answer')
-    }
-    if (!this.transactional) {
-      return await store.transaction(db, async (tx) => {
-        const body = await fn(tx)
-        await this.complete(tx, body)
-        return body
-      })
-    }
-    if (this.opened) throw new TypeError('fastify-precondition: request.idempotency.transaction(db, fn) runs once a request on a route with idempotency.claim \'transaction\'')
-    this.opened = true
-    let refused: ClaimResult | null = null
-    try {
-      return await store.transaction(db, async (tx) => {
-        // The key's row first: a duplicate's insert waits here for this transaction.
-        const claimed = await (store.claimIn as NonNullable<IdempotencyStore['claimIn']>)(tx, this.storeKey, this.fingerprint, store.lease)
-        if (claimed.state !== 'claimed') {
-          refused = claimed
-          throw claimed // rolls the transaction back; caught below
-        }
-        this.token = claimed.token
-        publishIdempotency(this.request, this.route, 'claimed')
-        const body = await fn(tx)
-        await this.complete(tx, body)
-        return body
-      })
-    } catch (error) {
-      if (error !== refused || refused === null) throw error
-      // Another request under the key committed first: its answer, after this one rolled back.
-      this.state = ClaimState.REFUSED
-      ;(this.refuse as (result: ClaimResult) => void)(refused)
-      return this.reply as T
-    }
+    return await inTransaction(this, db, fn)
   }
 
+  /** `request.idempotency.complete(tx, body)`: the answer recorded in the handler's transaction (transaction.ts). */
   async complete (tx: TransactionClient, body: unknown): Promise<void> {
-    const store = this.store
-    if (typeof store.completeIn !== 'function') {
-      throw new TypeError('fastify-precondition: request.idempotency.complete(tx, body) records the answer in a database transaction, and this idempotency store has none: use pgIdempotencyStore from fastify-precondition/postgres, or just return the answer')
-    }
-    const state = this.state
-    // Called again after a transaction that recorded the answer rolled back (a serialization
-    // failure at COMMIT, retried by the handler): the store's token check tells whether the key is
-    // still this request's.
-    if (state !== ClaimState.RUNNING && state !== ClaimState.PENDING) {
-      throw new IdempotencyClaimLostError(this.key, 'it is not claimed yet, or answered already: call complete from the handler, before it answers')
-    }
-    const reply = this.reply
-    let serialized: Buffer | string
-    if (typeof body === 'string' || Buffer.isBuffer(body)) {
-      serialized = body
-    } else {
-      serialized = reply.serialize(body) as string
-      // What Fastify sets when it serializes the same value: the stored answer has it too.
-      if (!reply.hasHeader('content-type')) reply.header('content-type', 'application/json; charset=utf-8')
-    }
-    const size = Buffer.byteLength(serialized)
-    const response = this.tooLarge(size)
-      ? { status: reply.statusCode, headers: {}, body: '', replayable: false as const }
-      : this.response(reply.statusCode, serialized)
-    const recorded = await store.completeIn(tx, this.storeKey, this.token, response, this.ttl)
-    if (recorded === false) {
-      this.lost = true
-      throw new IdempotencyClaimLostError(this.key, 'its lease ended and another request claimed it')
-    }
-    // The transaction cannot see the claim (its snapshot is older): the answer is stored once sent.
-    if (recorded === 'later') return
-    this.recorded = response
-    publishIdempotency(this.request, this.route, 'stored')
-    // Renewals go on: the transaction may still roll back and be tried again. One that meets
-    // the recorded row waits for the transaction, and finds the claim done once it committed.
+    await completeIn(this, tx, body)
   }
 
   /** Extends the lease; called by the store's Renewals while the request runs. */
