@@ -216,10 +216,10 @@ export class MysqlIdempotencyStore implements IdempotencyStore {
     }
     const { pool, table = DEFAULT_TABLE, createTable } = options
     if (typeof pool !== 'object' || pool === null || typeof pool.query !== 'function') {
-      fail("pool must be a mysql2 promise Pool (createPool from 'mysql2/promise')")
+      fail('pool must be a mysql2 promise Pool (createPool of mysql2/promise)')
     }
     if (typeof (pool as { promise?: unknown }).promise === 'function') {
-      fail("pool is a mysql2 callback Pool: pass pool.promise(), or use createPool from 'mysql2/promise'")
+      fail('pool is a mysql2 callback Pool: pass pool.promise(), or createPool of mysql2/promise')
     }
     if (createTable !== undefined && typeof createTable !== 'boolean') fail(`createTable must be a boolean; got ${String(createTable)}`)
     this.pool = pool
