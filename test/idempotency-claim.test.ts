@@ -11,6 +11,7 @@ import { test, type Test } from 'tap'
 import fastifyPrecondition, { IdempotencyClaimLostError, memoryIdempotencyStore, type FastifyPreconditionOptions, type IdempotencyStore, type TransactionClient } from '../lib/index.js'
 import { acceptsCoding, decodeForClient } from '../lib/idempotency/encoding.js'
 import { MemoryIdempotencyStore } from '../lib/idempotency/memory.js'
+import { executorOf } from '../lib/sql/executor.js'
 import { send, sleep } from './helpers/http.js'
 
 async function start (t: Test, options: FastifyPreconditionOptions, routes: (app: FastifyInstance) => void): Promise<number> {
@@ -37,7 +38,7 @@ function transactionalStore (result: boolean | 'rolled back' = true) {
     release: memory.release.bind(memory),
     renew: memory.renew.bind(memory),
     async completeIn (tx, key, token, response, ttl) {
-      await tx.query('record', [key])
+      await executorOf(tx, 'postgres').query('record', [key])
       statements.push(response)
       // 'rolled back': recorded, then the transaction did not commit.
       if (result === 'rolled back') return true

@@ -1,4 +1,5 @@
 // The interface every idempotency store implements: the in-memory default, Redis and PostgreSQL.
+import type { SqlTransaction } from '../sql/transaction.js'
 
 /** A finished response as it is stored and replayed. */
 export interface StoredResponse {
@@ -24,12 +25,11 @@ export interface StoredResponse {
 }
 
 /**
- * What `completeIn` needs of a transaction: node-postgres' `query(text, values)` (a `pg.Client`, a
- * `PoolClient` inside BEGIN … COMMIT, or anything with that method).
+ * What `completeIn` takes as a transaction: each data layer's own (a node-postgres client inside
+ * BEGIN … COMMIT, postgres.js' `sql` of `sql.begin`, Kysely's, Drizzle's and Knex's `trx`, TypeORM's
+ * EntityManager, a mysql2 connection), or a function `(text, values) => Promise<{ rowCount }>`.
  */
-export interface TransactionClient {
-  query (text: string, values?: unknown[]): Promise<{ rowCount: number | null }>
-}
+export type TransactionClient = SqlTransaction
 
 /**
  * What `claim` found:

@@ -12,17 +12,25 @@ import { invalidOption, positiveInteger } from '../errors.js'
 
 import { claimToken } from '../idempotency/token.js'
 import type { ClaimResult, IdempotencyStore, StoredResponse, TransactionClient } from '../idempotency/store.js'
+import { executorOf, type SqlExecutor, type SqlResult } from '../sql/executor.js'
+import { pgExecutor } from '../sql/layers/node-postgres.js'
+import { isPostgresJs, postgresJsExecutor } from '../sql/layers/postgres-js.js'
+import { hasMethod } from '../sql/shape.js'
 
 /**
- * What the store needs of its pool: node-postgres' `query(text, values)`. A `pg.Pool` has it (a
- * `pg.Client` too, although a pool is what many requests at once need).
+ * What the store takes as its pool: a node-postgres `Pool` (anything with its
+ * `query(text, values)`: a `pg.Client` too, although a pool is what many requests at once need), or
+ * a postgres.js `sql`.
  */
-export interface PgIdempotencyPool {
-  query (text: string, values?: unknown[]): Promise<{ rows: any[], rowCount: number | null }>
-}
+export type PgIdempotencyPool =
+  | { query (text: string, values?: unknown[]): Promise<{ rows: any[], rowCount: number | null }> }
+  | { unsafe (query: string, parameters?: any[], queryOptions?: any): PromiseLike<unknown>, begin: unknown }
 
 export interface PgIdempotencyStoreOptions {
-  /** A node-postgres `Pool` (`new pg.Pool(...)`). The store never ends it: it is yours. */
+  /**
+   * A node-postgres `Pool` (`new pg.Pool(...)`) or a postgres.js `sql` (`postgres(...)`, without
+   * a `transform` of what it reads). The store never ends it: it is yours.
+   */
   pool: PgIdempotencyPool
   /**
    * The table, optionally schema-qualified (`'app.idempotency'`): lower-case letters, digits and
@@ -117,7 +125,7 @@ WHERE r.expires_at <= clock_timestamp()`,
   status, headers, CASE WHEN fingerprint = $2 THEN body END AS body, body_is_text, replayable
 FROM ${table} WHERE key = $1 AND expires_at > clock_timestamp()`,
     complete: `UPDATE ${table} SET token = NULL, expires_at = ${after('$3')},
-  status = $4, headers = $5, body = $6, body_is_text = $7, replayable = $8
+  status = $4, headers = $5::text::json, body = $6, body_is_text = $7, replayable = $8
 WHERE key = $1 AND token = $2 AND expires_at > clock_timestamp()`,
     release: `DELETE FROM ${table} WHERE key = $1 AND token = $2`,
     renew: `UPDATE ${table} SET expires_at = ${after('$3')} WHERE key = $1 AND token = $2 AND expires_at > clock_timestamp()`,
@@ -134,7 +142,7 @@ interface ReadRow {
   done: boolean
   ms_left: number
   status: number
-  headers: Record<string, string>
+  headers: unknown
   body: Buffer
   body_is_text: boolean
   replayable: boolean
@@ -156,6 +164,8 @@ export class PgIdempotencyStore implements IdempotencyStore {
   readonly maxAnswerBytes: number
   readonly createTable: boolean
   readonly sweepEvery: number
+  /** The pool, as one `query(text, values)` whatever the driver. */
+  private readonly db: SqlExecutor
   private readonly sql: ReturnType<typeof statements>
   private readonly ddl: string
   private tableReady: Promise<void> | null = null
@@ -166,9 +176,7 @@ export class PgIdempotencyStore implements IdempotencyStore {
       fail('needs options: { pool, table?, lease?, maxAnswerBytes?, createTable?, sweepEvery? }')
     }
     const { pool, table = DEFAULT_TABLE, createTable } = options
-    if (typeof pool !== 'object' || pool === null || typeof pool.query !== 'function') {
-      fail('pool must be a node-postgres Pool (new pg.Pool(...))')
-    }
+    this.db = poolExecutor(pool)
     if (createTable !== undefined && typeof createTable !== 'boolean') fail(`createTable must be a boolean; got ${String(createTable)}`)
     this.pool = pool
     this.table = tableNames(table).table
@@ -181,16 +189,16 @@ export class PgIdempotencyStore implements IdempotencyStore {
   }
 
   /** Runs `text` through the pool, once the table exists when the store is to create it. */
-  private async query (text: string, values: unknown[]): Promise<{ rows: any[], rowCount: number | null }> {
+  private async query (text: string, values: unknown[]): Promise<SqlResult> {
     if (this.createTable) await this.ensureTable()
-    return await this.pool.query(text, values)
+    return await this.db.query(text, values)
   }
 
   private ensureTable (): Promise<void> {
-    this.tableReady ??= this.pool.query(this.ddl)
+    this.tableReady ??= this.db.query(this.ddl, [])
       .catch((error: unknown) => {
         // Two instances creating it at once: one wins, the other's IF NOT EXISTS sees it now.
-        if (createdMeanwhile(error)) return this.pool.query(this.ddl)
+        if (createdMeanwhile(error)) return this.db.query(this.ddl, [])
         throw error
       })
       .then(() => {}, (error: unknown) => {
@@ -244,7 +252,7 @@ export class PgIdempotencyStore implements IdempotencyStore {
    * READ COMMITTED (PostgreSQL's default) has no such conflict.
    */
   async completeIn (tx: TransactionClient, key: string, token: string, response: StoredResponse, ttlMs: number): Promise<boolean> {
-    return (await tx.query(this.sql.complete, this.completeValues(key, token, response, ttlMs))).rowCount === 1
+    return (await executorOf(tx, 'postgres').query(this.sql.complete, this.completeValues(key, token, response, ttlMs))).rowCount === 1
   }
 
   async release (key: string, token: string): Promise<void> {
@@ -264,10 +272,38 @@ export class PgIdempotencyStore implements IdempotencyStore {
   }
 }
 
+/**
+ * The pool's executor: node-postgres' `query` or postgres.js' `unsafe`. A postgres.js `sql` that
+ * transforms what it reads (`postgres.camel`, …) would hand the store rows it cannot read.
+ */
+function poolExecutor (pool: unknown): SqlExecutor {
+  if (isPostgresJs(pool)) {
+    const transform = (pool as { options?: { transform?: Record<string, { from?: unknown } | undefined> } }).options?.transform
+    if (transform !== undefined && ['column', 'value', 'row'].some((what) => transform[what]?.from !== undefined)) {
+      fail('pool: this postgres.js sql transforms the rows it reads; give the store one without `transform` (postgres(url) beside your own)')
+    }
+    return postgresJsExecutor(pool as Parameters<typeof postgresJsExecutor>[0])
+  }
+  if (!hasMethod(pool, 'query')) fail('pool must be a node-postgres Pool (new pg.Pool(...)) or a postgres.js sql (postgres(...))')
+  return pgExecutor(pool as Parameters<typeof pgExecutor>[0])
+}
+
+/**
+ * The stored headers as they were written: an object of strings. Anything else (a JSON string: a
+ * value a driver encoded twice) would replay other headers than the answer had, and is refused.
+ */
+function storedHeaders (headers: unknown): Record<string, string> {
+  if (typeof headers !== 'object' || headers === null || Array.isArray(headers) ||
+    !Object.values(headers).every((value) => typeof value === 'string')) {
+    throw new Error(`pgIdempotencyStore: the stored headers are not an object of strings (got ${JSON.stringify(headers).slice(0, 100)}); was the row written by a driver that encoded them twice?`)
+  }
+  return headers as Record<string, string>
+}
+
 function decode (row: ReadRow): StoredResponse {
   const response: StoredResponse = {
     status: row.status,
-    headers: row.headers,
+    headers: storedHeaders(row.headers),
     body: row.body_is_text ? row.body.toString('utf8') : row.body
   }
   if (!row.replayable) response.replayable = false
