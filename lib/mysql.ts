@@ -6,8 +6,7 @@ export {
   MysqlIdempotencyStore,
   idempotencyTableSql,
   type MysqlIdempotencyStoreOptions,
-  type MysqlIdempotencyPool,
-  type MysqlTransaction
+  type MysqlIdempotencyPool
 } from './mysql/idempotency-store.js'
 export { IdempotencyClaimLostError } from './errors.js'
-export type { StoredResponse, IdempotencyStore, ClaimResult } from './idempotency/store.js'
+export type { StoredResponse, TransactionClient, IdempotencyStore, ClaimResult } from './idempotency/store.js'

@@ -177,13 +177,18 @@ test('createTable: true, against a scripted pool: made once; a failed creation i
   t.same(calls, ['--', '--', 'INSERT', 'UPDATE'])
 })
 
-test('completeIn takes a mysql2 promise connection, and refuses anything else before any statement', async (t) => {
+test('completeIn takes a data layer\'s transaction, and refuses anything else before any statement', async (t) => {
   const store = mysqlIdempotencyStore({ pool: fakePool(async () => header(1)).pool })
-  for (const tx of [undefined, null, 'tx', {}, { query () {}, promise () {} }]) {
-    await t.rejects(store.completeIn(tx as never, 'k', 'token', order, 1000), { name: 'TypeError', message: /mysql2 promise connection of the handler's transaction/ }, String(tx))
+  const calls: unknown[] = []
+  const callbackApi = { query: (...args: unknown[]) => calls.push(args), beginTransaction () {}, promise () {} }
+  await t.rejects(store.completeIn(callbackApi as never, 'k', 'token', order, 1000), { name: 'TypeError', message: /mysql2's callback API: pass connection.promise\(\)/ })
+  t.same(calls, [], 'no statement ran')
+  for (const tx of [undefined, null, 'tx', {}]) {
+    await t.rejects(store.completeIn(tx as never, 'k', 'token', order, 1000), { name: 'TypeError', message: /is none it knows for MySQL/ }, String(tx))
   }
-  t.equal(await store.completeIn({ query: async () => ({ affectedRows: 1 }) }, 'k', 'token', order, 1000), true, 'a ResultSetHeader on its own (TypeORM\'s manager.query)')
-  t.equal(await store.completeIn({ query: async () => undefined }, 'k', 'token', order, 1000), false, 'no header: nothing recorded')
+  const connection = { query: async () => [{ affectedRows: 1 }, undefined], beginTransaction: async () => {} }
+  t.equal(await store.completeIn(connection, 'k', 'token', order, 1000), true, 'a mysql2 promise connection')
+  t.equal(await store.completeIn(async () => ({ rowCount: 0 }), 'k', 'token', order, 1000), false, 'a function that changed no row')
 })
 
 /** Claims `key` and says its token, or fails the test. */

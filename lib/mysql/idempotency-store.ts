@@ -35,22 +35,15 @@
 import { invalidOption, positiveInteger } from '../errors.js'
 
 import { claimToken } from '../idempotency/token.js'
-import type { ClaimResult, IdempotencyStore, StoredResponse } from '../idempotency/store.js'
+import type { ClaimResult, IdempotencyStore, StoredResponse, TransactionClient } from '../idempotency/store.js'
+import { executorOf } from '../sql/executor.js'
+import { hasMethod } from '../sql/shape.js'
 
 /**
  * What the store needs of its pool: mysql2's promise `query(sql, values)`, which resolves to
  * `[rows or ResultSetHeader, fields]`. A `Pool` from `mysql2/promise` (or `pool.promise()`) has it.
  */
 export interface MysqlIdempotencyPool {
-  query (sql: string, values?: any): Promise<any>
-}
-
-/**
- * What `completeIn` needs of the handler's transaction: mysql2's promise `query(sql, values)` on
- * the connection inside `beginTransaction()` (a `PoolConnection`), resolving to
- * `[ResultSetHeader, …]` (or the `ResultSetHeader` itself).
- */
-export interface MysqlTransaction {
   query (sql: string, values?: any): Promise<any>
 }
 
@@ -177,10 +170,9 @@ interface ReadRow {
   replayable: number
 }
 
-/** The number of rows a statement changed, from mysql2's `[ResultSetHeader, fields]` (or the header alone). */
-function affected (result: unknown): number {
-  const header = Array.isArray(result) ? result[0] : result
-  return Number((header as { affectedRows?: unknown } | null)?.affectedRows)
+/** The number of rows a statement changed, from mysql2's `[ResultSetHeader, fields]`. */
+function affected (result: [{ affectedRows: number }]): number {
+  return result[0].affectedRows
 }
 
 function isDuplicate (error: unknown): boolean {
@@ -188,7 +180,7 @@ function isDuplicate (error: unknown): boolean {
 }
 
 /** Runs an INSERT: true when it inserted, false when the key already had a row. */
-async function inserted (run: Promise<unknown>): Promise<boolean> {
+async function inserted (run: Promise<[{ affectedRows: number }]>): Promise<boolean> {
   try {
     return affected(await run) === 1
   } catch (error) {
@@ -291,17 +283,20 @@ export class MysqlIdempotencyStore implements IdempotencyStore {
   }
 
   /**
-   * `complete`, through the handler's open transaction `tx` (a mysql2 `PoolConnection` after
-   * `beginTransaction()`): the answer commits or rolls back with the handler's data. The row stays
-   * locked by `tx` until it ends, so a claim of the same key waits for the COMMIT (and then
-   * replays) or the ROLLBACK (and then finds the claim as it was). Token-checked only: an UPDATE
-   * reads the latest row whatever the transaction's isolation level and age.
+   * `complete`, through the handler's open transaction `tx` as its data layer hands it over (a
+   * mysql2 `PoolConnection` after `beginTransaction()`, Kysely's, Drizzle's or Knex's `trx`,
+   * TypeORM's EntityManager, or a function): the answer commits or rolls back with the handler's
+   * data. The row stays locked by `tx` until it ends, so a claim of the same key waits for the
+   * COMMIT (and then replays) or the ROLLBACK (and then finds the claim as it was). Token-checked
+   * only: an UPDATE reads the latest row whatever the transaction's isolation level and age.
    */
-  async completeIn (tx: MysqlTransaction, key: string, token: string, response: StoredResponse, ttlMs: number): Promise<boolean> {
-    if (typeof tx !== 'object' || tx === null || typeof tx.query !== 'function' || typeof (tx as { promise?: unknown }).promise === 'function') {
-      throw new TypeError("mysqlIdempotencyStore: complete(tx, body) takes the mysql2 promise connection of the handler's transaction (await pool.getConnection(), then beginTransaction())")
+  async completeIn (tx: TransactionClient, key: string, token: string, response: StoredResponse, ttlMs: number): Promise<boolean> {
+    if (hasMethod(tx, 'promise') && hasMethod(tx, 'beginTransaction')) {
+      // Its query would run the statement and hand back no result: refused before it runs.
+      throw new TypeError('fastify-precondition: this is a connection of mysql2\'s callback API: pass connection.promise(), or take it from a pool of mysql2/promise')
     }
-    return affected(await tx.query(this.sql.complete, [ttlMs, ...this.answer(response), key, token])) === 1
+    const executor = executorOf(tx, 'mysql')
+    return (await executor.query(this.sql.complete, [ttlMs, ...this.answer(response), key, token])).rowCount === 1
   }
 
   async release (key: string, token: string): Promise<void> {
