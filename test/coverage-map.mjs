@@ -5,7 +5,7 @@
 // not see. The client tests load lib/client.ts and lib/client/ from source and the plugin only
 // through the example (dist/): they measure the client alone. The diagnostics channels and their
 // OpenTelemetry metrics are measured by their own tests.
-const BUILT = ['exports', 'docs', 'readme-snippet', 'example', 'example-cas', 'redis-package', 'idempotency-postgres-package', 'mysql-package', 'mysql-exactly-once', 'otel-package', 'peer-install', 'types-consumers', 'redis-fencing', 'postgres-exactly-once', 'postgres-example']
+const BUILT = ['exports', 'docs', 'readme-snippet', 'example', 'example-cas', 'redis-package', 'idempotency-postgres-package', 'mysql-package', 'mysql-exactly-once', 'mysql-example', 'otel-package', 'peer-install', 'types-consumers', 'redis-fencing', 'postgres-exactly-once', 'postgres-example']
 const ONLY = { client: ['lib/client.ts', 'lib/client/**'], observe: 'lib/observe.ts', otel: 'lib/otel.ts' }
 export default function coverageMap (testFile) {
   const name = testFile.replace(/^.*\//, '').replace(/\.test\.ts$/, '')
