@@ -30,6 +30,8 @@ test('the DDL file ships, and is the DDL of the default table', async (t) => {
   const file = require.resolve('fastify-precondition/package.json').replace(/package\.json$/, 'lib/mysql/idempotency.sql')
   t.equal(readFileSync(file, 'utf8'), esm.idempotencyTableSql())
   t.ok(pkg.files.includes('lib'), 'lib/ (and the .sql in it) is in the package')
+  const guide = readFileSync(new URL('../docs/mysql.md', import.meta.url), 'utf8')
+  t.ok(guide.includes('```sql\n' + esm.idempotencyTableSql() + '```'), 'docs/mysql.md prints the same DDL')
 })
 
 test('mysql2 is an optional peer', async (t) => {
