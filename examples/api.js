@@ -1,15 +1,18 @@
-// npm start: the example API on PORT (default 3000), with curl commands that show the plugin.
+// npm start: the example API on PORT (default 3000), with curl commands that show the plugin, and
+// the page at / that shows them from a browser. ORDER_DELAY=2000 makes each order's answer wait
+// 2 s: on the page, a timeout below that shows an order resent and placed once.
 import { buildApp } from './app.js'
 
 const port = Number(process.env.PORT ?? 3000)
 const host = process.env.HOST ?? '127.0.0.1'
-const app = await buildApp({ logger: process.env.LOG === '1' })
+const app = await buildApp({ logger: process.env.LOG === '1', orderDelay: Number(process.env.ORDER_DELAY ?? 0) })
 await app.listen({ port, host })
 
 const origin = `http://${host}:${app.server.address().port}`
 const url = `${origin}/items/1`
 const tag = (await app.inject({ method: 'GET', url: '/items/1' })).headers.etag
 console.log(`fastify-precondition example API on ${origin}
+Open ${origin}/ in two browser tabs to edit item 1 in both, and to place an order.
 Item 1 is seeded; its ETag now is ${tag}. Try:
 
   # 200 with ETag and Last-Modified

@@ -1,12 +1,22 @@
-// The example API: items kept in memory, every read and write guarded by fastify-precondition.
+// The example API: items kept in memory, every read and write guarded by fastify-precondition,
+// and a page at `/` that reads and writes them from a browser (examples/page.js).
 // `buildApp()` is what the tests use; `api.js` starts it on a port.
+//
+// Options, all optional: `logger`; `precondition`, the plugin's options; `cors`, @fastify/cors
+// options, for the page served from another origin; `orderDelay`, ms an order's answer waits after
+// the order is placed, to watch a client's timeout and its resend.
+import { setTimeout as sleep } from 'node:timers/promises'
 import Fastify from 'fastify'
+import fastifyCors from '@fastify/cors'
 import fastifySwagger from '@fastify/swagger'
 import fastifySwaggerUi from '@fastify/swagger-ui'
 import fastifyPrecondition, { strongEtag } from 'fastify-precondition'
+import { pageRoutes } from './page.js'
 
 export async function buildApp (options = {}) {
   const app = Fastify({ logger: options.logger ?? false })
+  // Before the routes, so that their answers (the plugin's problems too) carry its headers.
+  if (options.cors !== undefined) await app.register(fastifyCors, options.cors)
   await app.register(fastifyPrecondition, options.precondition)
   // The OpenAPI document at /docs/json, Swagger UI at /docs: the plugin adds each route's
   // precondition and Idempotency-Key headers and its 304/400/409/412/422/428/503 answers. Registered before the routes, so it
@@ -15,6 +25,7 @@ export async function buildApp (options = {}) {
     openapi: { info: { title: 'fastify-precondition example API', version: '1.0.0' } }
   })
   await app.register(fastifySwaggerUi, { routePrefix: '/docs' })
+  pageRoutes(app)
 
   // id -> { body: Buffer of the JSON representation, etag, lastModified }
   const items = new Map()
@@ -87,6 +98,7 @@ export async function buildApp (options = {}) {
     const id = String(orders.size + 1)
     const order = { id, quantity: 1, ...request.body }
     orders.set(id, order)
+    if (options.orderDelay > 0) await sleep(options.orderDelay)
     return reply.code(201).header('location', `/orders/${id}`).send(order)
   })
 

@@ -1,7 +1,9 @@
 // The example API on PostgreSQL, with node-postgres:
 // - POST /orders requires an Idempotency-Key, and records its answer in its own transaction
-//   (`request.idempotency.complete(tx, order)`), so an order is placed once even when the process
-//   dies between its COMMIT and its answer: the retry is answered with the recorded answer.
+//   (`request.idempotency.transaction(pool, fn)`: the order and its answer commit together), so an
+//   order is placed once even when the process dies between its COMMIT and its answer: the retry
+//   is answered with the recorded answer. A connection the database ends (a restart, a terminated
+//   backend, idle_in_transaction_session_timeout) costs the requests on it a 5xx, not the process.
 // - PUT /items/:id is a compare-and-swap in one statement (`UPDATE … WHERE id = $1 AND version =
 //   ANY($2)`): the version comes from If-Match, through `request.preconditions`; no lock is held.
 //   A missing row is a 404, a changed one a 412 from `reply.failPrecondition(current)`.
@@ -103,27 +105,21 @@ export async function buildOrdersApp ({ pool, logger = false, lease } = {}) {
     additionalProperties: false
   }
 
-  // An order is new each time it runs: the route requires an Idempotency-Key, and the answer is
-  // recorded in the order's own transaction, so it commits (or rolls back) with the order.
+  // An order is new each time it runs: the route requires an Idempotency-Key, and the plugin's
+  // transaction records the answer with the order, so they commit (or roll back) together.
+  // `transaction` opens it on a client of the pool, runs the function, records what it returns
+  // (with the status and headers set by then) as the key's answer, COMMITs and releases; a throw
+  // rolls back. It listens for the client's errors: a connection the database ends mid-way fails
+  // this request (5xx, the key released for a retry), never the process.
   app.post('/orders', {
     schema: { body: orderBody },
     concurrency: { idempotency: { required: true } }
   }, async (request, reply) => {
-    const tx = await pool.connect()
-    try {
-      await tx.query('BEGIN')
+    return request.idempotency.transaction(pool, async (tx) => {
       const { rows: [order] } = await tx.query('INSERT INTO orders (item, quantity) VALUES ($1, $2) RETURNING id, item, quantity', [request.body.item, request.body.quantity])
-      // Status and headers first: complete records the reply as it is now.
       reply.code(201).header('location', `/orders/${order.id}`)
-      await request.idempotency.complete(tx, order) // throws IdempotencyClaimLostError if the key was lost: roll back
-      await tx.query('COMMIT')
       return order
-    } catch (error) {
-      await tx.query('ROLLBACK')
-      throw error
-    } finally {
-      tx.release()
-    }
+    })
   })
 
   app.get('/orders/:id', { schema: { params } }, async (request, reply) => {
@@ -142,6 +138,9 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
     process.exit(2)
   }
   const pool = new pg.Pool({ connectionString: DATABASE_URL })
+  // An idle client whose server went away (a restart, a failover) emits 'error' on the pool, and an
+  // 'error' nobody listens for ends the process: log it. The pool replaces the client.
+  pool.on('error', (error) => console.error(`idle PostgreSQL connection lost: ${error.message}`))
   await createTables(pool)
   const app = await buildOrdersApp({ pool, logger: LOG === '1' })
   app.addHook('onClose', () => pool.end())

@@ -7,7 +7,7 @@ import type { IdempotencyState } from './idempotency/stages.js'
 import type { IdempotencyStore } from './idempotency/store.js'
 import { MemoryLockStore } from './locks/memory.js'
 import type { LockStore } from './locks/types.js'
-import { documentRoute, shareProblemSchema } from './openapi/schema.js'
+import { documentation } from './openapi/document.js'
 import { validatePluginOptions, type FastifyPreconditionOptions } from './options.js'
 import { failPreconditionMethod, setValidators } from './preconditions/reply.js'
 import { ProblemWriter } from './problem.js'
@@ -42,7 +42,7 @@ export const plugin: FastifyPluginAsync<FastifyPreconditionOptions> = async func
       return idempotency
     }
   }
-  if (documentRoutes) shareProblemSchema(fastify)
+  const documentRoute = documentRoutes ? documentation(fastify, problems) : null
   declareSlots(fastify)
   const failPrecondition = failPreconditionMethod(problems, runtime.weakIfMatch)
   fastify.decorateReply('failPrecondition', failPrecondition)
@@ -65,7 +65,7 @@ export const plugin: FastifyPluginAsync<FastifyPreconditionOptions> = async func
       hasHeadersSchema: (routeOptions.schema as { headers?: unknown } | undefined)?.headers !== undefined
     })
     attach(routeOptions, routePlan, runtime)
-    if (documentRoutes) documentRoute(routeOptions, routePlan.policy, problems)
+    documentRoute?.(routeOptions, routePlan.policy)
   })
 
   // preClose, not onClose: Fastify's onClose waits for in-flight requests, which would serve the

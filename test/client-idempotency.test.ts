@@ -275,6 +275,8 @@ test('a timeout counts as a lost answer; a key still in use after every resend i
   t.type(error, OutcomeUnknownError)
   t.same(statuses, [409, 409], 'the first send timed out; each resend found the key in use (Retry-After: 1, the lease left)')
   t.match(error.message, /its Idempotency-Key was still in use after 3 sends/)
+  t.equal(error.sends, 3, 'sends says what the message says')
+  t.equal(error.attempts, 1, 'one write attempted')
   const cause = error.cause as UnexpectedResponseError
   t.type(cause, UnexpectedResponseError)
   t.equal(cause.status, 409)

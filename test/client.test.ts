@@ -108,6 +108,27 @@ test('a 412 refetches and reapplies the change; retries are bounded', async (t) 
   t.match(failed.message, /failed its precondition on all 3 attempts: If-Match does not match/)
 })
 
+test('each read asks for the current representation, past an HTTP cache (cache: no-cache)', async (t) => {
+  // A browser would answer the GET from its cache, where the item stays fresh by its Last-Modified,
+  // and after a 412 hand back the refused version again: test/browser-edit.test.ts shows it in Chromium.
+  const origin = await exampleApi(t)
+  const modes: Array<[string, unknown]> = []
+  const watching: typeof fetch = async (input, init) => {
+    modes.push([init?.method ?? 'GET', (init as { cache?: unknown } | undefined)?.cache])
+    return await fetch(input, init)
+  }
+  let interfered = false
+  await conditionalUpdate<Item>(`${origin}/items/1`, async (item) => {
+    if (!interfered) {
+      interfered = true
+      const tag = (await fetch(`${origin}/items/1`)).headers.get('etag') as string
+      await fetch(`${origin}/items/1`, { method: 'PATCH', headers: { 'content-type': 'application/json', 'if-match': tag }, body: '{"name":"other"}' })
+    }
+    return { ...item, count: 1 }
+  }, { fetch: watching, baseDelay: 1 })
+  t.same(modes, [['GET', 'no-cache'], ['PUT', undefined], ['GET', 'no-cache'], ['PUT', undefined]], 'the read after the 412 too')
+})
+
 test('the backoff is full jitter, doubling, capped', async (t) => {
   t.equal(retryDelay(1, 50, 2000, () => 0), 0)
   t.equal(retryDelay(1, 50, 2000, () => 0.999999), 49)

@@ -27,7 +27,7 @@ const post = (port: number, path: string, key: string, body: unknown = {}) =>
   send(port, { method: 'POST', path, body, headers: { 'idempotency-key': key } })
 
 /** A memory store that also records answers "in a transaction": completeIn through a fake tx. */
-function transactionalStore (result: boolean | 'rolled back' = true) {
+function transactionalStore (result: boolean | 'rolled back' | 'later' = true) {
   const memory = new MemoryIdempotencyStore()
   const statements: unknown[] = []
   const store: IdempotencyStore = {
@@ -42,7 +42,19 @@ function transactionalStore (result: boolean | 'rolled back' = true) {
       statements.push(response)
       // 'rolled back': recorded, then the transaction did not commit.
       if (result === 'rolled back') return true
+      if (result === 'later') return 'later'
       return result ? memory.complete(key, token, response, ttl) : false
+    },
+    async transaction (db, fn) {
+      statements.push(`BEGIN on ${String(db)}`)
+      try {
+        const value = await fn(tx)
+        statements.push('COMMIT')
+        return value
+      } catch (error) {
+        statements.push('ROLLBACK')
+        throw error
+      }
     }
   }
   return { store, statements, memory }
@@ -138,6 +150,9 @@ test('request.idempotency.complete: a lost claim, a store without transactions, 
   t.equal(res.status, 409)
   t.equal(res.json().code, 'FST_PRECONDITION_IDEMPOTENCY_CLAIM_LOST')
   t.equal(rolledBack, 1, 'the handler sees IdempotencyClaimLostError and rolls back')
+  const again = await post(port, '/orders', 'k')
+  t.equal(again.headers['idempotent-replayed'], undefined, 'the 409 about the claim itself is never stored as the key\'s answer')
+  t.equal(rolledBack, 2, 'the key was let go: the resend runs')
 
   const plain = await start(t, {}, (app) => {
     app.post('/orders', { concurrency: { idempotency: true } }, async (request) => {
@@ -289,7 +304,7 @@ test('a running claim whose store does not say how long its lease has left: the 
 })
 
 test('Accept-Encoding and the decoding of a stored answer', async (t) => {
-  t.equal(acceptsCoding(undefined, 'gzip'), true, 'no field: any coding')
+  t.equal(acceptsCoding(undefined, 'gzip'), false, 'no field: identity, as the encoder sends it')
   t.equal(acceptsCoding('gzip, br', 'br'), true)
   t.equal(acceptsCoding('gzip;q=0', 'gzip'), false)
   t.equal(acceptsCoding('*', 'br'), true)
@@ -329,4 +344,112 @@ test('a keyed write checked in its handler: validators that throw, a handler tha
   const again = await put('/throws/1', 'b')
   t.equal(again.status, 400)
   t.equal(again.headers['idempotent-replayed'], 'true', 'a thrown 4xx is stored and replayed')
+})
+
+test('after complete, another answer than the one recorded (its transaction rolled back) is what a retry gets', async (t) => {
+  const { store } = transactionalStore('rolled back')
+  let runs = 0
+  const port = await start(t, { idempotencyStore: store }, (app) => {
+    app.post('/orders', { concurrency: { idempotency: true } }, async (request, reply) => {
+      runs++
+      reply.code(201)
+      await request.idempotency?.complete(tx, { id: runs })
+      // ROLLBACK, then the handler answers a 4xx of its own.
+      return reply.code(400).send({ message: 'refused after complete' })
+    })
+  })
+  const first = await post(port, '/orders', 'k')
+  t.equal(first.status, 400)
+  const again = await post(port, '/orders', 'k')
+  t.equal(again.status, 400, 'not a 409 for the rest of the lease')
+  t.equal(again.headers['idempotent-replayed'], 'true')
+  t.equal(again.body, first.body)
+  t.equal(runs, 1)
+})
+
+test('complete on a transaction that cannot see the claim (\'later\'): the answer is stored once sent', async (t) => {
+  const { store } = transactionalStore('later')
+  let runs = 0
+  const port = await start(t, { idempotencyStore: store }, (app) => {
+    app.post('/orders', { concurrency: { idempotency: true } }, async (request, reply) => {
+      reply.code(201)
+      const order = { id: ++runs }
+      await request.idempotency?.complete(tx, order)
+      return order
+    })
+  })
+  t.equal((await post(port, '/orders', 'k')).status, 201)
+  const again = await post(port, '/orders', 'k')
+  t.equal(again.status, 201)
+  t.equal(again.headers['idempotent-replayed'], 'true')
+  t.same(again.json(), { id: 1 })
+  t.equal(runs, 1)
+})
+
+test('request.idempotency.transaction: opens, records what fn returns, commits; rolls back on a throw; a store without transactions says so', async (t) => {
+  const { store, statements } = transactionalStore()
+  let runs = 0
+  const port = await start(t, { idempotencyStore: store }, (app) => {
+    app.post('/orders', { concurrency: { idempotency: { required: true } } }, async (request, reply) => {
+      return await request.idempotency?.transaction('pool', async (client) => {
+        t.equal(client, tx, 'fn gets the store\'s transaction')
+        runs++
+        reply.code(201)
+        return { id: runs }
+      })
+    })
+    app.post('/fails', { concurrency: { idempotency: true } }, async (request) => {
+      return await request.idempotency?.transaction('pool', async () => { throw new Error('no stock') })
+    })
+  })
+  const first = await post(port, '/orders', 'k')
+  t.equal(first.status, 201)
+  t.same(first.json(), { id: 1 })
+  t.match(statements, ['BEGIN on pool', { status: 201, body: '{"id":1}' }, 'COMMIT'])
+  const again = await post(port, '/orders', 'k')
+  t.equal(again.headers['idempotent-replayed'], 'true')
+  t.equal(runs, 1)
+  t.equal((await post(port, '/fails', 'f')).status, 500)
+  t.equal(statements.at(-1), 'ROLLBACK')
+
+  const plain = await start(t, {}, (app) => {
+    app.post('/orders', { concurrency: { idempotency: true } }, async (request) => await request.idempotency?.transaction('pool', async () => 'x'))
+  })
+  t.match((await post(plain, '/orders', 'k')).json().message, /transaction\(db, fn\) records the answer in a database transaction, and this idempotency store has none/)
+})
+
+test('an answer the store failed to take is stored when the store is back, the lease kept meanwhile, before a retry can claim again', async (t) => {
+  const memory = new MemoryIdempotencyStore({ lease: 300 })
+  let down = true
+  let renewed = 0
+  const store: IdempotencyStore = {
+    lease: 300,
+    claim: (...args) => memory.claim(...args),
+    complete: (...args) => {
+      if (down) throw new Error('store down')
+      return memory.complete(...args)
+    },
+    release: (...args) => memory.release(...args),
+    renew: (...args) => {
+      renewed++
+      return memory.renew(...args)
+    }
+  }
+  let runs = 0
+  const port = await start(t, { idempotencyStore: store }, (app) => {
+    app.post('/orders', { concurrency: { idempotency: true } }, async (_request, reply) => {
+      reply.code(201)
+      return { id: ++runs }
+    })
+  })
+  t.equal((await post(port, '/orders', 'k')).status, 201, 'the client has its answer')
+  const before = renewed
+  await sleep(700) // past the 300 ms lease, the store still down
+  t.ok(renewed > before, 'the lease is renewed while the answer waits for the store')
+  t.equal((await post(port, '/orders', 'k')).status, 409, 'the key is still held: a retry does not run')
+  down = false
+  await sleep(500)
+  const again = await post(port, '/orders', 'k')
+  t.equal(again.headers['idempotent-replayed'], 'true', 'stored once the store was back')
+  t.equal(runs, 1)
 })

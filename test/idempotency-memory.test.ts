@@ -3,6 +3,7 @@
 // expiry and the warnings' rate exact; one test uses real timers.
 import { test } from 'tap'
 import { EVICTION_WARNING_INTERVAL, MemoryIdempotencyStore, memoryIdempotencyStore, RECORD_OVERHEAD, type MemoryIdempotencyStoreOptions } from '../lib/idempotency/memory.js'
+import { scopeOf, storeKey } from '../lib/idempotency/fingerprint.js'
 import type { StoredResponse } from '../lib/idempotency/store.js'
 import { sleep } from './helpers/http.js'
 
@@ -104,7 +105,27 @@ test('renew extends the lease', async (t) => {
   t.same(store.claim('k', 'fp', 1000), { state: 'running', retryAfter: 100 }, 'still held 1800 ms after a 1000 ms claim')
   t.equal(store.renew('k', 'nope', 1000), false, 'a wrong token renews nothing')
   clock.now += 100
-  t.equal(store.renew('k', token, 1000), false, 'an expired lease cannot be renewed')
+  t.equal(store.renew('k', token, 1000), true, 'an expired lease nobody claimed since is renewed')
+  clock.now += 1000
+  t.equal(store.claim('k', 'fp', 1000).state, 'claimed', 'expired again: another request claims it')
+  t.equal(store.renew('k', token, 1000), false, 'and the first can no longer renew it')
+})
+
+test('a record lost meanwhile is made again by its claimer, with the fingerprint given', async (t) => {
+  const { store, clock } = clocked()
+  const { token } = store.claim('k', 'fp', 1000) as { token: string }
+  store.release('k', token)
+  t.equal(store.renew('k', token, 1000), false, 'without a fingerprint: not made again')
+  t.equal(store.renew('k', token, 1000, 'fp'), true, 'with one: claimed again for its token')
+  t.same(store.claim('k', 'fp', 1000), { state: 'running', retryAfter: 1000 })
+  store.release('k', token)
+  const response = { status: 201, headers: {}, body: 'x' }
+  t.equal(store.complete('k', token, response, 5000), false, 'complete without a fingerprint: nothing stored')
+  t.equal(store.complete('k', token, response, 5000, 'fp'), true, 'with one: stored')
+  t.same(store.claim('k', 'fp', 1000), { state: 'done', response })
+  t.same(store.claim('k', 'other', 1000), { state: 'mismatch' }, 'under the fingerprint given')
+  clock.now += 100
+  t.equal(store.complete('k', token, response, 5000, 'fp'), false, 'a done record is not stored again')
 })
 
 test('a stored response expires after its ttl', async (t) => {
@@ -345,4 +366,44 @@ test('a logger that throws fails neither the claim nor the completion that evict
   t.equal(bytes.claim('e', 'fp', 1000).state, 'done', 'and its answer is kept')
   t.equal(bytes.size, 1)
   t.ok(bytes.bytes <= bytes.maxBytes)
+})
+
+test('eviction is fair between scopes: one scope flooding the store evicts its own records first', async (t) => {
+  const { store } = clocked({ maxRecords: 10, log: { warn () {} } })
+  const keep = (key: string): void => {
+    const { token } = store.claim(key, 'fp', 1000) as { token: string }
+    t.equal(store.complete(key, token, response, 60_000), true)
+  }
+  // Two quiet clients first, then one that sends fresh keys without end.
+  keep(storeKey('alice', 'a1'))
+  keep(storeKey('bob', 'b1'))
+  keep(storeKey('bob', 'b2'))
+  for (let i = 0; i < 200; i++) keep(storeKey('mallory', `m${i}`))
+  t.equal(store.size, 10)
+  t.equal(store.claim(storeKey('alice', 'a1'), 'fp', 1000).state, 'done', 'the quiet client\'s answer is kept')
+  t.equal(store.claim(storeKey('bob', 'b1'), 'fp', 1000).state, 'done')
+  t.equal(store.claim(storeKey('bob', 'b2'), 'fp', 1000).state, 'done')
+  t.equal(store.claim(storeKey('mallory', 'm199'), 'fp', 1000).state, 'done', 'the flood keeps its newest')
+  t.equal(store.claim(storeKey('mallory', 'm0'), 'fp', 1000).state, 'claimed', 'and lost its oldest')
+  // Once the flood holds no more than the others, the scope holding the most goes first: bob.
+  const { store: even } = clocked({ maxRecords: 4, log: { warn () {} } })
+  const keepIn = (key: string): void => {
+    const { token } = even.claim(key, 'fp', 1000) as { token: string }
+    even.complete(key, token, response, 60_000)
+  }
+  keepIn(storeKey('bob', 'b1'))
+  keepIn(storeKey('bob', 'b2'))
+  keepIn(storeKey('alice', 'a1'))
+  keepIn('unscoped')
+  keepIn(storeKey('alice', 'a2'))
+  t.equal(even.claim('unscoped', 'fp', 1000).state, 'done')
+  t.equal(even.claim(storeKey('alice', 'a1'), 'fp', 1000).state, 'done')
+  t.equal(even.claim(storeKey('bob', 'b2'), 'fp', 1000).state, 'done')
+  t.equal(even.claim(storeKey('bob', 'b1'), 'fp', 1000).state, 'claimed', 'bob held 2 of 4: his oldest went')
+})
+
+test('scopeOf reads back the owner storeKey put in', async (t) => {
+  for (const owner of ['', 'a', 'user:1', ' 3:x', 'ünïcode']) {
+    for (const key of ['k', 'a:b', '1']) t.equal(scopeOf(storeKey(owner, key)), owner, `${JSON.stringify(owner)} ${key}`)
+  }
 })

@@ -255,24 +255,50 @@ test('postgresql idempotency store', { skip }, async (t) => {
 
     const expired = await claim(t, store, 'lost-nobody', 200)
     await sleep(320)
-    t.equal(await handler('lost-nobody', expired, 'ROLLBACK'), false, 'a lease that ran out, even with nobody claiming since')
+    t.equal(await handler('lost-nobody', expired, 'ROLLBACK'), true, 'a lease that ran out with nobody claiming since is still its claimer\'s')
   })
 
-  t.test('under REPEATABLE READ, a renewal since the snapshot makes completeIn fail: the transaction rolls back', async (t) => {
-    const key = 'repeatable-read'
+  t.test('under REPEATABLE READ and SERIALIZABLE, completeIn records nothing through the transaction and says later: no serialization failure from a renewal, nor from a snapshot older than the claim', async (t) => {
+    for (const isolation of ['REPEATABLE READ', 'SERIALIZABLE']) {
+      for (const snapshot of ['after the claim', 'before the claim']) {
+        const key = `${isolation}-${snapshot}`
+        const tx = await pool.connect()
+        let token = ''
+        try {
+          await tx.query(`BEGIN ISOLATION LEVEL ${isolation}`)
+          if (snapshot === 'before the claim') await tx.query('SELECT 1')
+          token = await claim(t, store, key)
+          await tx.query("INSERT INTO orders (item) VALUES ('cup')")
+          t.equal(await store.renew(key, token, 5000), true, 'the plugin renews the lease meanwhile')
+          t.equal(await store.completeIn(tx, key, token, order, 60_000), 'later', `${isolation}, snapshot ${snapshot}: later`)
+          await tx.query('COMMIT')
+        } finally {
+          tx.release()
+        }
+        t.equal((await second.claim(key, 'fp', 5000)).state, 'running', 'the claim is as it was, and the plugin stores the answer once sent')
+        t.equal(await store.complete(key, token, order, 60_000, 'fp'), true)
+        t.match(await second.claim(key, 'fp', 5000), { state: 'done', response: { status: 201 } })
+      }
+    }
+    t.same((await pool.query("SELECT count(*)::int AS n FROM orders WHERE item = 'cup'")).rows[0].n, 4, 'each applied once')
+  })
+
+  t.test('completeIn through a transaction on another database throws an error that says so; the claim is as it was', async (t) => {
+    await pool.query('CREATE DATABASE other')
+    const elsewhere = new pg.Pool({ connectionString: server.connectionString.replace(/\/postgres$/, '/other'), max: 1 })
+    t.teardown(() => elsewhere.end())
+    await elsewhere.query(idempotencyTableSql())
+    const key = 'elsewhere'
     const token = await claim(t, store, key)
-    const tx = await pool.connect()
+    const tx = await elsewhere.connect()
     try {
-      await tx.query('BEGIN ISOLATION LEVEL REPEATABLE READ')
-      await tx.query("INSERT INTO orders (item) VALUES ('cup')")
-      t.equal(await store.renew(key, token, 5000), true, 'the plugin renews the lease meanwhile')
-      await t.rejects(store.completeIn(tx, key, token, order, 60_000), { code: '40001' }, 'could not serialize access due to concurrent update')
+      await tx.query('BEGIN')
+      await t.rejects(store.completeIn(tx, key, token, order, 60_000), /tx is on database "other"/)
       await tx.query('ROLLBACK')
     } finally {
       tx.release()
     }
-    t.equal((await second.claim(key, 'fp', 5000)).state, 'running', 'the claim is as it was; the request fails and its retry runs again')
-    t.same((await pool.query("SELECT count(*)::int AS n FROM orders WHERE item = 'cup'")).rows[0].n, 0, 'nothing was applied')
+    t.equal(await store.renew(key, token, 5000), true, 'still its claimer\'s')
   })
 
   t.test('completeIn keeps maxAnswerBytes and the body\'s type', async (t) => {

@@ -6,7 +6,7 @@ import Fastify, { type FastifyInstance, type FastifySchema, type FastifySchemaCo
 import fastifySwagger from '@fastify/swagger'
 import SwaggerParser from '@apidevtools/swagger-parser'
 import fastifyPrecondition, { ProblemCode, ProblemDetailsSchema, type FastifyPreconditionOptions } from '../lib/index.js'
-import { finishDocument } from '../lib/openapi/schema.js'
+import { finishDocument } from '../lib/openapi/document.js'
 
 type Json = Record<string, any> // a generated document, walked by path
 
@@ -417,32 +417,41 @@ test('documentRoutes: false leaves schemas and the document alone', async (t) =>
   t.notOk(app.getSchema('PreconditionProblemDetails'), 'no shared schema either')
 })
 
-test('schemas that are not plain JSON Schema objects are the route\'s to document', async (t) => {
+test('whatever a route\'s schema is made of, the policy is documented and the schema is left as declared', async (t) => {
   const app = await documentedApp()
   // These schemas are for some other validator, not Ajv.
   app.setValidatorCompiler(() => () => true)
   app.addSchema({ $id: 'TenantHeaders', type: 'object', properties: { 'x-tenant': { type: 'string' } } })
   class Builder { type = 'object' }
-  app.put('/ref', { schema: { headers: { $ref: 'TenantHeaders#' } }, concurrency: { require: 'if-match' } }, async () => 'ok')
-  app.put('/typed', { schema: { headers: { type: 'string' } as Json }, concurrency: { require: 'if-match' } }, async () => 'ok')
-  app.put('/own-properties', { schema: { headers: { type: 'object', properties: new Builder() } as Json }, concurrency: { require: 'if-match' } }, async () => 'ok')
   class Responses {}
-  app.put('/custom-response', { schema: { response: new Responses() } as Json, concurrency: { require: 'if-match' } }, async () => 'ok')
-  app.put('/custom', { schema: new Builder() as unknown as FastifySchema, concurrency: { require: 'if-match' } }, async () => 'ok')
+  const declared = new Map<string, unknown>()
+  const schemas: Array<[string, unknown]> = [
+    ['/ref', { headers: { $ref: 'TenantHeaders#' } }],
+    ['/own-properties', { headers: { type: 'object', properties: new Builder() } }],
+    ['/custom-response', { response: new Responses() }],
+    ['/custom', new Builder()]
+  ]
+  for (const [url, schema] of schemas) {
+    declared.set(url, schema)
+    app.put(url, { schema: schema as FastifySchema, concurrency: { require: 'if-match' } }, async () => 'ok')
+  }
+  const seen = new Map<string, unknown>()
   app.addHook('onRoute', (routeOptions) => {
     if (routeOptions.url === '/replaced') routeOptions.schema = new Builder() as unknown as FastifySchema
   })
   app.put('/replaced', { concurrency: { require: 'if-match' } }, async () => 'ok')
+  app.addHook('onRoute', (routeOptions) => { seen.set(routeOptions.url, routeOptions) })
+  app.put('/late', { schema: { headers: { $ref: 'TenantHeaders#' } }, concurrency: { require: 'if-match' } }, async () => 'ok')
   await app.ready()
   const doc = app.swagger() as Json
-  t.notOk(header(operation(doc, '/ref', 'put'), 'If-Match'), 'a $ref headers schema is not extended')
-  t.ok(operation(doc, '/ref', 'put').responses['428'], 'its responses still are')
-  t.notOk(header(operation(doc, '/typed', 'put'), 'If-Match'), 'nor one that is not an object schema')
-  t.notOk(header(operation(doc, '/own-properties', 'put'), 'If-Match'), 'nor one whose properties are not a plain object')
-  t.notOk(operation(doc, '/custom-response', 'put').responses['428'], 'a response object of its own is left alone')
-  t.ok(header(operation(doc, '/custom-response', 'put'), 'If-Match'), 'while its headers are documented')
-  t.notOk(operation(doc, '/custom', 'put').responses['428'], 'a schema object of its own is left alone')
-  t.notOk(operation(doc, '/replaced', 'put').responses['428'], 'so is one a later onRoute hook put in place')
+  for (const url of [...declared.keys(), '/replaced', '/late']) {
+    const put = operation(doc, url, 'put')
+    t.equal(header(put, 'If-Match')?.required, true, `${url}: If-Match documented`)
+    t.ok(put.responses['428'], `${url}: its 428 too`)
+  }
+  t.ok(header(operation(doc, '/ref', 'put'), 'x-tenant'), 'beside the headers of a $ref headers schema')
+  const late = seen.get('/late') as { schema: Json }
+  t.same(JSON.parse(JSON.stringify(late.schema)), { headers: { $ref: 'TenantHeaders#' } }, 'the route keeps the schema it declared, nothing added')
 })
 
 test('an app that shares the problem schema itself can still document its routes', async (t) => {
@@ -519,14 +528,18 @@ test('without a refResolver the shared schema is named PreconditionProblemDetail
   }
 })
 
-test('an app\'s own refResolver and YAML are left as they are', async (t) => {
+test('an app\'s own refResolver is kept, and swagger\'s own YAML when nothing needed finishing', async (t) => {
   const app = await documentedApp()
   app.put('/items/:id', { concurrency: { require: 'if-match', validators } }, async () => 'ok')
   await app.ready()
   const doc = app.swagger() as Json
   t.ok(doc.components.schemas.PreconditionProblemDetails)
   t.equal(await valid(doc), null)
-  t.match(app.swagger({ yaml: true }), /^openapi: 3/, 'swagger\'s own YAML, as nothing needed finishing')
+  t.same(JSON.parse(app.swagger({ yaml: true }) as string), doc, 'the YAML form of a finished document is its JSON text')
+  const plain = await documentedApp()
+  plain.get('/plain', async () => 'ok')
+  await plain.ready()
+  t.match(plain.swagger({ yaml: true }), /^openapi: 3/, 'swagger\'s own YAML, as nothing needed finishing')
 })
 
 test('Swagger 2.0 mode: a valid document, problems under examples and produces', async (t) => {

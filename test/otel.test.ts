@@ -4,7 +4,7 @@
 // the default.
 import { tracingChannel } from 'node:diagnostics_channel'
 import { metrics } from '@opentelemetry/api'
-import { MeterProvider, MetricReader, type DataPoint, type Histogram } from '@opentelemetry/sdk-metrics'
+import { AggregationTemporality, InMemoryMetricExporter, MeterProvider, MetricReader, PeriodicExportingMetricReader, type DataPoint, type Histogram } from '@opentelemetry/sdk-metrics'
 import Fastify, { type FastifyRequest } from 'fastify'
 import { test } from 'tap'
 import fastifyPrecondition, { LockLostError, LockUnavailableError, MemoryLockStore, type Lease, type LeaseLossListener } from '../lib/index.js'
@@ -112,7 +112,22 @@ test('lock waits, holds and losses published on the channels', async (t) => {
   const [holds] = recorded[METRICS.lockHold]
   t.equal((holds.value as Histogram).count, 2)
   t.equal((holds.value as Histogram).sum, 1.75, 'in seconds')
-  t.same(counts(recorded[METRICS.lockLost]), [{ 'http.request.method': 'PUT', 'http.route': '/items/:id', value: 1 }])
+  t.same(counts(recorded[METRICS.lockLost]), [{ 'http.request.method': 'PUT', 'http.route': '/items/:id', value: 1 }, { value: 0 }], 'beside the series at 0 it starts with')
+})
+
+test('the lost-lease counter is exported at 0 from the start, so its alert can tell healthy from not wired', async (t) => {
+  const exporter = new InMemoryMetricExporter(AggregationTemporality.CUMULATIVE)
+  const reader = new PeriodicExportingMetricReader({ exporter, exportIntervalMillis: 60_000 })
+  const meterProvider = new MeterProvider({ readers: [reader] })
+  t.teardown(() => meterProvider.shutdown())
+  const stop = preconditionMetrics({ meterProvider })
+  t.teardown(stop)
+  await reader.forceFlush()
+  const exported = exporter.getMetrics().flatMap(({ scopeMetrics }) => scopeMetrics.flatMap(({ metrics }) => metrics))
+  const lost = exported.filter(({ descriptor }) => descriptor.name === METRICS.lockLost)
+  t.equal(lost.length, 1, 'the counter is exported before any lease was lost')
+  t.same(lost[0].dataPoints.map(({ attributes, value }) => ({ attributes, value })), [{ attributes: {}, value: 0 }], 'one series, at 0')
+  t.notOk(exported.some(({ descriptor }) => descriptor.name === METRICS.preconditionOutcomes), 'the outcome counters wait for their first request')
 })
 
 test('a write through the plugin records its wait and hold; a lease lost under it is counted', async (t) => {
@@ -159,7 +174,7 @@ test('a write through the plugin records its wait and hold; a lease lost under i
   t.equal((hold.value as Histogram).count, 2)
   const held = (hold.value as Histogram).sum!
   t.ok(held >= 0.045, `held for the handler's 50 ms (${held} s)`)
-  t.same(counts(recorded[METRICS.lockLost]), [{ 'http.request.method': 'PUT', 'http.route': '/items/:id', value: 1 }])
+  t.same(counts(recorded[METRICS.lockLost]), [{ 'http.request.method': 'PUT', 'http.route': '/items/:id', value: 1 }, { value: 0 }], 'beside the series at 0 it starts with')
 })
 
 test('stop unsubscribes, once', async (t) => {
@@ -170,7 +185,7 @@ test('stop unsubscribes, once', async (t) => {
   stop()
   t.notOk(preconditionChannel.hasSubscribers || idempotencyChannel.hasSubscribers || lockReleaseChannel.hasSubscribers || lockChannel.hasSubscribers, 'nothing left listening')
   publishPrecondition(fakeRequest('PUT', '/x'), 'PUT /x', 'failed')
-  t.same(await collect(), {}, 'nothing recorded after stop')
+  t.same(Object.keys(await collect()), [METRICS.lockLost], 'nothing recorded after stop, but the lost-lease series at 0 it began with')
 })
 
 test('the global meter provider when none is given', async (t) => {

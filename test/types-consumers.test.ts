@@ -14,7 +14,13 @@ import t from 'tap'
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..')
 const consumers = join(root, 'types', 'consumers')
 const tsc = createRequire(import.meta.url).resolve('typescript/bin/tsc')
-const SETTINGS = ['nodenext', 'node16', 'bundler', 'preserve', 'node10']
+const SETTINGS = ['nodenext', 'node16', 'bundler', 'preserve', 'node10', 'layers']
+/**
+ * drizzle-orm's own declarations do not compile with skipLibCheck off (errors inside its mysql-core
+ * and gel-core .d.ts, whoever imports them): in the `layers` project, which passes every data
+ * layer's transaction to `complete`, those lines are its, and every other error fails the test.
+ */
+const FOREIGN = /^node_modules\/drizzle-orm\//
 
 // With skipLibCheck off each compile checks every declaration it reaches (Fastify's, Node's,
 // TypeBox's): 20 to 30 s of CPU each. Two run at a time; the five need more than the suite's
@@ -51,8 +57,12 @@ t.test('the typings compile, and stay strict, under every module setting', async
   }
   await Promise.all([worker(), worker()])
   for (const setting of SETTINGS) {
-    const { code, output } = results.get(setting)!
-    t.equal(code, 0, `${setting}: tsc -p types/consumers/${setting}`, { output })
+    const { code, output: all } = results.get(setting)!
+    const errors = all.split('\n').filter((line) => /error TS\d+/.test(line))
+    const ours = setting === 'layers' ? errors.filter((line) => !FOREIGN.test(line)) : errors
+    const output = ours.join('\n')
+    if (setting === 'layers') t.same(ours, [], 'layers: each data layer\'s transaction passed to complete compiles, no cast', { output })
+    else t.equal(code, 0, `${setting}: tsc -p types/consumers/${setting}`, { output: all })
     t.notMatch(output, /TS2578/, `${setting}: every misuse is refused (no export became any)`)
   }
 })

@@ -108,17 +108,21 @@ export interface UnsettledWrite {
 export class OutcomeUnknownError extends Error implements UnsettledWrite {
   readonly method: string
   readonly url: string
+  /** The writes a conditional update attempted, the unsettled one included (1 for `idempotentWrite`). */
   readonly attempts: number
+  /** How many times the unsettled write was sent, its resends included (0 when it never left). */
+  readonly sends: number
   readonly idempotencyKey: string | null
   readonly headers: Record<string, string>
   readonly body: string | undefined
 
-  constructor (message: string, write: UnsettledWrite, cause: unknown) {
+  constructor (message: string, write: UnsettledWrite, cause: unknown, sends = 1) {
     super(message, { cause })
     this.name = new.target.name
     this.method = write.method
     this.url = write.url
     this.attempts = write.attempts
+    this.sends = sends
     this.idempotencyKey = write.idempotencyKey
     this.headers = write.headers
     this.body = write.body

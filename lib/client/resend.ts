@@ -9,11 +9,11 @@ import type { Sender } from './options.js'
 /** The longest Retry-After of a 409 that is waited for, in seconds; a longer one gets the backoff. */
 const MAX_RETRY_AFTER = 60
 
-function outcomeUnknown (write: UnsettledWrite, why: string, cause: unknown): OutcomeUnknownError {
+function outcomeUnknown (write: UnsettledWrite, why: string, cause: unknown, sends: number): OutcomeUnknownError {
   const next = write.idempotencyKey === null
     ? 'It was sent without an Idempotency-Key, so it cannot be resent safely.'
     : `Send it again with Idempotency-Key ${write.idempotencyKey} to learn its outcome without applying it twice.`
-  return new OutcomeUnknownError(`${write.method} ${write.url}: ${why}; the change may or may not have been applied. ${next}`, write, cause)
+  return new OutcomeUnknownError(`${write.method} ${write.url}: ${why}; the change may or may not have been applied. ${next}`, write, cause, sends)
 }
 
 // A function, so that TypeScript does not take `aborted` for constant across awaits.
@@ -31,11 +31,13 @@ function describe (error: unknown): string {
  */
 export async function settleWrite (sender: Sender, write: UnsettledWrite): Promise<Answer> {
   const { signal } = sender
+  // How many times the write was sent so far.
+  let sent = 0
   const wait = async (ms: number): Promise<void> => {
     try {
       await sleep(ms, signal)
     } catch (reason) {
-      throw outcomeUnknown(write, `it was aborted while waiting to be resent (${describe(reason)})`, reason)
+      throw outcomeUnknown(write, `it was aborted while waiting to be resent (${describe(reason)})`, reason, sent)
     }
   }
   // The typed error of an answer to this write, the cause of an outcome left unknown.
@@ -45,13 +47,14 @@ export async function settleWrite (sender: Sender, write: UnsettledWrite): Promi
   // Aborted before it was sent: there is nothing to settle.
   if (isAborted(signal)) throw signal?.reason
   for (let resend = 0; ; resend++) {
+    sent = resend + 1
     let answer: Answer
     try {
       answer = await exchange(sender, write.url, { method: write.method, headers: write.headers, body: write.body })
     } catch (error) {
       if (write.idempotencyKey === null || isAborted(signal) || resend >= sender.maxResends) {
         const tries = resend === 0 ? '' : ` after ${resend + 1} sends`
-        throw outcomeUnknown(write, `no answer came${tries} (${describe(error)})`, error)
+        throw outcomeUnknown(write, `no answer came${tries} (${describe(error)})`, error, resend + 1)
       }
       unsettled = true
       await wait(backoff(sender, resend + 1))
@@ -60,7 +63,7 @@ export async function settleWrite (sender: Sender, write: UnsettledWrite): Promi
     if (write.idempotencyKey !== null && answer.status === 409 && keyInUse(answer)) {
       const error = errorOf(answer)
       if (resend >= sender.maxResends) {
-        throw outcomeUnknown(write, `its Idempotency-Key was still in use after ${resend + 1} sends`, error)
+        throw outcomeUnknown(write, `its Idempotency-Key was still in use after ${resend + 1} sends`, error, resend + 1)
       }
       unsettled = true
       const seconds = retryAfterSeconds(answer)
@@ -68,18 +71,25 @@ export async function settleWrite (sender: Sender, write: UnsettledWrite): Promi
       continue
     }
     if (unsettled && answer.status >= 500) {
-      throw outcomeUnknown(write, `the server answered ${answer.status} to a resend`, errorOf(answer))
+      throw outcomeUnknown(write, `the server answered ${answer.status} to a resend`, errorOf(answer), resend + 1)
     }
     return answer
   }
   /* c8 ignore next -- the loop only ends by return or throw */
 }
 
-/** A GET, resent after a lost answer within `maxResends`; throws `ReadFailedError` when none came. */
+/**
+ * A GET, resent after a lost answer within `maxResends`; throws `ReadFailedError` when none came.
+ * It asks for the current representation (`cache: 'no-cache'`): a browser would otherwise answer it
+ * from its HTTP cache, where a response with a Last-Modified and no Cache-Control stays fresh for a
+ * tenth of its age, and after a 412 hand back the version the server just refused, on every attempt.
+ */
 export async function readResource (sender: Sender, url: string, attempts: number): Promise<Answer> {
+  // `cache` is in the DOM's RequestInit and not in Node's type of it; Node's fetch honours it too.
+  const read: RequestInit & { cache: 'no-cache' } = { method: 'GET', cache: 'no-cache', headers: mergeHeaders({ accept: 'application/json' }, sender.headers) }
   for (let resend = 0; ; resend++) {
     try {
-      return await exchange(sender, url, { method: 'GET', headers: mergeHeaders({ accept: 'application/json' }, sender.headers) })
+      return await exchange(sender, url, read)
     } catch (error) {
       if (sender.signal?.aborted === true) throw sender.signal.reason
       if (resend >= sender.maxResends) {

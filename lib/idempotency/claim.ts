@@ -66,6 +66,14 @@ export interface RequestIdempotency {
    * longer holds the key (roll back), and an Error on a store without transactions.
    */
   complete (tx: TransactionClient, body: unknown): Promise<void>
+  /**
+   * Opens a transaction on `db` (a pool, or your data layer's database object), runs `fn` with
+   * the transaction as your data layer hands it out, records what `fn` returns as the answer in
+   * that transaction (with the reply's status as `fn` left it), commits, and returns it. Rolls back
+   * when `fn` throws, and releases the connection whatever happens: a connection the database drops
+   * costs this request an error, never the process. Return its result from the handler.
+   */
+  transaction<T> (db: unknown, fn: (tx: any) => Promise<T>): Promise<T>
 }
 
 /**
@@ -74,9 +82,22 @@ export interface RequestIdempotency {
  */
 export const DRAIN_LIMIT = 16 * 1024 * 1024
 
+/**
+ * How long the first new try at storing an answer waits after the store failed, in ms; each next
+ * try waits twice as long, up to the renewal interval, until the answer's ttl has passed.
+ */
+export const STORE_RETRY_FIRST = 100
+
 /** Statuses whose answers are not kept: the request may be tried again. */
 function releases (status: number): boolean {
   return status >= 500 || status === 429
+}
+
+/** Whether the payload onSend has is the body recorded. */
+function sameBody (payload: unknown, body: Buffer | string): boolean {
+  if (typeof payload === 'string' && typeof body === 'string') return payload === body
+  if (typeof payload !== 'string' && !Buffer.isBuffer(payload)) return false
+  return Buffer.from(payload).equals(Buffer.from(body))
 }
 
 /** One request carrying a key, from preParsing until its claim is stored or released. */
@@ -89,11 +110,21 @@ export class Claim implements RequestIdempotency, ClaimSlot, Renewable {
   readonly body: BodyDigest
   storeKey = ''
   token = ''
+  /** The request's fingerprint, once claimed: a store that lost the record makes it again with it. */
+  fingerprint = ''
+  /** `complete` found the key held by another request: nothing of this request's is kept. */
+  lost = false
+  /** A renewal found the key held by another request, or done. */
+  taken = false
+  /** The store's Renewals, from the claim on (`renewals` is null while not renewed). */
+  home: Renewals | null = null
+  /** What `complete` recorded in the handler's transaction, while it may commit. */
+  recorded: StoredResponse | null = null
+  /** Until when an answer the store failed to take is tried again (ms since the epoch). */
+  private until = 0
   replayed = false
   /** The response has closed: finished, or its client is gone. */
   closed = false
-  /** The handler recorded the answer in its own transaction (`complete`). */
-  completedInTransaction = false
   /**
    * The route's own handler was called. Where the plugin's gate or check sits between the claim
    * and the handler, it may not be (412, or the client left while the lock was awaited).
@@ -133,6 +164,7 @@ export class Claim implements RequestIdempotency, ClaimSlot, Renewable {
     publishIdempotency(this.request, this.route, 'claimed')
     // A closure, not a property on the response: Node's own objects keep their shape.
     raw.on('close', () => { this.onClose() })
+    this.home = renewals
     renewals.add(this)
     return true
   }
@@ -199,13 +231,25 @@ export class Claim implements RequestIdempotency, ClaimSlot, Renewable {
   answered (payload: unknown, done: (error: Error | null, payload?: unknown) => void): void {
     this.state = ClaimState.ANSWERED
     const status = this.reply.statusCode
-    if (this.completedInTransaction) {
+    if (this.lost) {
+      // The answer is about this request's own claim, which another request holds: nothing to
+      // keep. The key is let go if it is this request's after all (the token decides).
+      this.release(() => done(null, payload))
+      return
+    }
+    const recorded = this.recorded
+    if (recorded !== null) {
       // Recorded in the handler's transaction: not stored again. A failure after it (5xx) lets a
       // claim whose transaction rolled back go; one that committed is done and stays.
       if (releases(status)) this.release()
-      this.over()
-      done(null, payload)
-      return
+      if (releases(status) || (status === recorded.status && sameBody(payload, recorded.body))) {
+        this.over()
+        done(null, payload)
+        return
+      }
+      // Another answer than the one recorded (a 4xx thrown after `complete`): its transaction
+      // rolled back, and what the client gets is stored below while the key is this request's.
+      // A record that committed is done: the store keeps it, and says false.
     }
     if (releases(status)) {
       this.release(() => done(null, payload))
@@ -257,22 +301,47 @@ export class Claim implements RequestIdempotency, ClaimSlot, Renewable {
     this.keep({ status: this.reply.statusCode, headers: {}, body: '', replayable: false }, after)
   }
 
-  /** → OVER: stores `response`, then calls `after`, also when the store failed (logged). */
+  /**
+   * → OVER: stores `response`, then calls `after`, also when the store failed. A store that failed
+   * is tried again with backoff while the lease is renewed, so a store that comes back within the
+   * answer's ttl has it before a retry can claim the key again.
+   */
   keep (response: StoredResponse, after: () => void): void {
-    this.over()
-    const { store, storeKey: key, token, request } = this
+    this.state = ClaimState.OVER
     let proceed = after
-    const pending = !call(() => store.complete(key, token, response, this.ttl), (error) => {
-      request.log.warn({ err: error, key: this.key }, 'fastify-precondition: storing the answer of an Idempotency-Key failed; a retry may run the request again')
-      proceed()
-    }, (stored) => {
-      if (stored === false) request.log.warn({ key: this.key }, 'fastify-precondition: the Idempotency-Key lease ended before the answer was stored; a retry may run the request again')
-      else publishIdempotency(request, this.route, 'stored')
-      proceed()
-    })
+    const pending = !this.store1(response, 0, () => proceed())
     // While the store is pending, `proceed` is a once-only `after` that a timer also calls: a
     // store that hangs holds the answer up for a bounded time.
     if (pending && after !== ignore) proceed = onceWithin(after)
+  }
+
+  /** One try at storing `response`; `then` runs once it is over, stored or not. */
+  private store1 (response: StoredResponse, tries: number, then: () => void): boolean {
+    const { store, request } = this
+    return call(() => store.complete(this.storeKey, this.token, response, this.ttl, this.fingerprint), (error) => {
+      if (tries === 0) request.log.warn({ err: error, key: this.key }, 'fastify-precondition: storing the answer of an Idempotency-Key failed; trying again while its lease is kept, until the store is back')
+      then()
+      this.storeLater(response, tries + 1, tries === 0 ? Date.now() + this.ttl : 0)
+    }, (stored) => {
+      this.stopRenewal()
+      // False after a record committed in the handler's transaction: it is done, and stays.
+      if (stored === false && this.recorded === null) request.log.warn({ key: this.key }, 'fastify-precondition: the Idempotency-Key was claimed by another request before the answer was stored; a retry may run the request again')
+      if (stored !== false) publishIdempotency(request, this.route, 'stored')
+      then()
+    })
+  }
+
+  /** Tries again later, the lease renewed meanwhile: not once another request holds the key, the instance closed or the ttl passed. */
+  private storeLater (response: StoredResponse, tries: number, until: number): void {
+    if (until !== 0) this.until = until
+    const home = this.home as Renewals
+    if (this.taken || home.closed || Date.now() >= this.until) {
+      this.stopRenewal()
+      return
+    }
+    if (this.renewals === null) home.add(this)
+    const timer = setTimeout(() => this.store1(response, tries, ignore), Math.min(STORE_RETRY_FIRST * 2 ** (tries - 1), home.interval))
+    timer.unref()
   }
 
   /** → OVER: frees the key (the answer is a 5xx or a 429, or nothing ran), then calls `after`. */
@@ -293,6 +362,18 @@ export class Claim implements RequestIdempotency, ClaimSlot, Renewable {
   }
 
   /** `request.idempotency.complete(tx, body)`: the answer recorded in the handler's transaction. */
+  async transaction<T> (db: unknown, fn: (tx: any) => Promise<T>): Promise<T> {
+    const store = this.store
+    if (typeof store.transaction !== 'function') {
+      throw new TypeError('fastify-precondition: request.idempotency.transaction(db, fn) records the answer in a database transaction, and this idempotency store has none: use pgIdempotencyStore from fastify-precondition/postgres, or just return the answer')
+    }
+    return await store.transaction(db, async (tx) => {
+      const body = await fn(tx)
+      await this.complete(tx, body)
+      return body
+    })
+  }
+
   async complete (tx: TransactionClient, body: unknown): Promise<void> {
     const store = this.store
     if (typeof store.completeIn !== 'function') {
@@ -318,10 +399,14 @@ export class Claim implements RequestIdempotency, ClaimSlot, Renewable {
     const response = this.tooLarge(size)
       ? { status: reply.statusCode, headers: {}, body: '', replayable: false as const }
       : this.response(reply.statusCode, serialized)
-    if (!await store.completeIn(tx, this.storeKey, this.token, response, this.ttl)) {
+    const recorded = await store.completeIn(tx, this.storeKey, this.token, response, this.ttl)
+    if (recorded === false) {
+      this.lost = true
       throw new IdempotencyClaimLostError(this.key, 'its lease ended and another request claimed it')
     }
-    this.completedInTransaction = true
+    // The transaction cannot see the claim (its snapshot is older): the answer is stored once sent.
+    if (recorded === 'later') return
+    this.recorded = response
     publishIdempotency(this.request, this.route, 'stored')
     // Renewals go on: the transaction may still roll back and be tried again. One that meets
     // the recorded row waits for the transaction, and finds the claim done once it committed.
@@ -329,11 +414,12 @@ export class Claim implements RequestIdempotency, ClaimSlot, Renewable {
 
   /** Extends the lease; called by the store's Renewals while the request runs. */
   renew (): void {
-    call(() => this.store.renew(this.storeKey, this.token, this.store.lease), ignore, (held) => {
+    call(() => this.store.renew(this.storeKey, this.token, this.store.lease, this.fingerprint), ignore, (held) => {
       if (held === false && this.renewals !== null) {
+        this.taken = true
         this.stopRenewal()
         // Recorded in the handler's committed transaction: done, not lost.
-        if (!this.completedInTransaction) this.request.log.warn({ key: this.key }, 'fastify-precondition: the Idempotency-Key lease was lost while its request ran; a duplicate may run')
+        if (this.recorded === null) this.request.log.warn({ key: this.key }, 'fastify-precondition: the Idempotency-Key lease was lost while its request ran; a duplicate may run')
       }
     })
   }

@@ -20,10 +20,12 @@ if (typeof zstd === 'function') DECODERS.zstd = (body) => zstd(body)
 
 /**
  * Whether `coding` is acceptable under an Accept-Encoding field value (RFC 9110 §12.5.3): listed,
- * or covered by `*`, with a q-value above 0. No field means any coding is acceptable.
+ * or covered by `*`, with a q-value above 0. No field: RFC 9110 allows any coding, but a client
+ * that sends none (curl without --compressed) cannot read one, and an encoder such as
+ * @fastify/compress sends such a request identity: a replay does the same.
  */
 export function acceptsCoding (accept: string | string[] | undefined, coding: string): boolean {
-  if (accept === undefined) return true
+  if (accept === undefined) return false
   const field = Array.isArray(accept) ? accept.join(',') : accept
   let star = false
   for (const member of field.split(',')) {

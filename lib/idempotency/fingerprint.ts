@@ -143,3 +143,10 @@ export function unreadFingerprint (head: string): string {
 export function storeKey (owner: string, key: string): string {
   return owner === '' ? key : ' ' + String(owner.length) + ':' + owner + key
 }
+
+/** The owner a store key was made under ('' without a scope): what storeKey put in front of the key. */
+export function scopeOf (key: string): string {
+  if (key.charCodeAt(0) !== 32) return ''
+  const colon = key.indexOf(':')
+  return key.slice(colon + 1, colon + 1 + Number(key.slice(1, colon)))
+}

@@ -10,11 +10,15 @@
 // warning line a minute at most. An answer whose body is larger than `maxAnswerBytes` is kept as
 // not replayable (the request was applied, its answer is not kept).
 //
-// Completed records are also linked in a list in the order they completed, oldest first, so an
-// eviction is O(1). (Not a Map's insertion order: reading the first key of a Map after deleting
-// the ones before it walks over their holes, which made eviction quadratic in the table size.)
+// Eviction is fair between scopes (the owners `scope(request)` names): the oldest completed record
+// of the scope holding the most completed records goes first, so one client's flood of keys
+// evicts its own records before anyone else's. Completed records are linked in one list per scope
+// in the order they completed, oldest first, and the scopes are kept in buckets by how many they
+// hold, so an eviction is O(1). (Not a Map's insertion order: reading the first key of a Map after
+// deleting the ones before it walks over their holes, which made eviction quadratic.)
 import { invalidOption, positiveInteger } from '../errors.js'
 
+import { scopeOf } from './fingerprint.js'
 import { claimToken } from './token.js'
 import type { ClaimResult, IdempotencyStore, StoredResponse } from './store.js'
 
@@ -39,9 +43,19 @@ interface IdempotencyRecord {
   expires: number
   /** What this record counts in the store's `bytes`. */
   bytes: number
-  /** Its neighbours in the list of completed records (null while running, and at the ends). */
+  /** Its neighbours in its scope's list of completed records (null while running, and at the ends). */
   older: IdempotencyRecord | null
   newer: IdempotencyRecord | null
+  /** Its scope's list, once completed. */
+  list: ScopeRecords | null
+}
+
+/** The completed records of one scope, oldest first. */
+interface ScopeRecords {
+  readonly scope: string
+  oldest: IdempotencyRecord | null
+  newest: IdempotencyRecord | null
+  count: number
 }
 
 /** Where eviction warnings go: a pino logger (`fastify.log`) or anything with `warn`. */
@@ -93,9 +107,10 @@ export class MemoryIdempotencyStore implements IdempotencyStore {
   private readonly log: IdempotencyStoreLogger | null
   private timer: NodeJS.Timeout | null = null
   private kept = 0
-  // The completed records, oldest first.
-  private oldest: IdempotencyRecord | null = null
-  private newest: IdempotencyRecord | null = null
+  // The completed records of each scope, and the scopes by how many they hold.
+  private readonly scopes = new Map<string, ScopeRecords>()
+  private readonly buckets = new Map<number, Set<ScopeRecords>>()
+  private most = 0
   // Evictions not yet reported, by the bound that caused them, and when the last report went out.
   private evictedForBytes = 0
   private evictedForRecords = 0
@@ -144,23 +159,70 @@ export class MemoryIdempotencyStore implements IdempotencyStore {
   private remove (record: IdempotencyRecord): void {
     this.records.delete(record.key)
     this.kept -= record.bytes
-    if (record.token !== null) return
+    const list = record.list
+    if (list === null) return
     const { older, newer } = record
-    if (older === null) this.oldest = newer
+    if (older === null) list.oldest = newer
     else older.newer = newer
-    if (newer === null) this.newest = older
+    if (newer === null) list.newest = older
     else newer.older = older
+    this.count(list, -1)
+  }
+
+  /** Appends a completed record to its scope's list. */
+  private link (record: IdempotencyRecord): void {
+    const scope = scopeOf(record.key)
+    let list = this.scopes.get(scope)
+    if (list === undefined) {
+      list = { scope, oldest: null, newest: null, count: 0 }
+      this.scopes.set(scope, list)
+    }
+    record.list = list
+    record.older = list.newest
+    if (list.newest === null) list.oldest = record
+    else list.newest.newer = record
+    list.newest = record
+    this.count(list, 1)
+  }
+
+  /** Moves a scope's list to the bucket of its new count; a scope left with none is forgotten. */
+  private count (list: ScopeRecords, delta: 1 | -1): void {
+    const from = list.count
+    const to = from + delta
+    if (from > 0) {
+      const bucket = this.buckets.get(from) as Set<ScopeRecords>
+      bucket.delete(list)
+      if (bucket.size === 0) {
+        this.buckets.delete(from)
+        if (this.most === from) this.most = to
+      }
+    }
+    list.count = to
+    if (to === 0) {
+      this.scopes.delete(list.scope)
+      return
+    }
+    let bucket = this.buckets.get(to)
+    if (bucket === undefined) {
+      bucket = new Set()
+      this.buckets.set(to, bucket)
+    }
+    bucket.add(list)
+    if (to > this.most) this.most = to
+  }
+
+  /** The oldest completed record of the scope holding the most, or null when none is completed. */
+  private evictable (): IdempotencyRecord | null {
+    if (this.most === 0) return null
+    const list = (this.buckets.get(this.most) as Set<ScopeRecords>).values().next().value as ScopeRecords
+    return list.oldest
   }
 
   claim (key: string, fingerprint: string, leaseMs: number): ClaimResult {
     const record = this.live(key)
     if (record === undefined) {
       const token = claimToken()
-      const bytes = key.length + fingerprint.length + RECORD_OVERHEAD
-      if (this.records.size >= this.maxRecords || this.kept + bytes > this.maxBytes) this.makeRoom(bytes, 1)
-      this.records.set(key, { key, fingerprint, token, response: null, expires: this.now() + leaseMs, bytes, older: null, newer: null })
-      this.kept += bytes
-      this.schedule()
+      this.add(key, fingerprint, token, leaseMs)
       return { state: 'claimed', token }
     }
     if (record.fingerprint !== fingerprint) return { state: 'mismatch' }
@@ -168,19 +230,30 @@ export class MemoryIdempotencyStore implements IdempotencyStore {
     return { state: 'running', retryAfter: record.expires - this.now() }
   }
 
+  /** A running claim of `key` for `token`, making room for it first. */
+  private add (key: string, fingerprint: string, token: string, leaseMs: number): IdempotencyRecord {
+    const bytes = key.length + fingerprint.length + RECORD_OVERHEAD
+    if (this.records.size >= this.maxRecords || this.kept + bytes > this.maxBytes) this.makeRoom(bytes, 1)
+    const record: IdempotencyRecord = { key, fingerprint, token, response: null, expires: this.now() + leaseMs, bytes, older: null, newer: null, list: null }
+    this.records.set(key, record)
+    this.kept += bytes
+    this.schedule()
+    return record
+  }
+
   /**
-   * Evicts the oldest completed records until `bytes` more and `records` more fit, or none is
-   * left: running claims are admitted all the same.
+   * Evicts the oldest completed records of the scope holding the most until `bytes` more and
+   * `records` more fit, or none is left: running claims are admitted all the same.
    */
   private makeRoom (bytes: number, records: number): void {
     const maxRecords = this.maxRecords - records
     const maxBytes = this.maxBytes - bytes
     let evicted = false
-    while (this.oldest !== null) {
+    for (let oldest = this.evictable(); oldest !== null; oldest = this.evictable()) {
       if (this.records.size > maxRecords) this.evictedForRecords++
       else if (this.kept > maxBytes) this.evictedForBytes++
       else break
-      this.remove(this.oldest)
+      this.remove(oldest)
       evicted = true
     }
     if (evicted) this.warnEvictions(this.now())
@@ -210,13 +283,19 @@ export class MemoryIdempotencyStore implements IdempotencyStore {
     }
   }
 
-  private owned (key: string, token: string): IdempotencyRecord | undefined {
-    const record = this.live(key)
-    return record !== undefined && record.token === token ? record : undefined
+  /**
+   * The record `token` holds, also after its lease ran out (nobody claimed it since: a claim drops
+   * an expired record first); a running record made for it when `key` has none and `fingerprint`
+   * is known; else undefined.
+   */
+  private owned (key: string, token: string, fingerprint?: string): IdempotencyRecord | undefined {
+    const record = this.records.get(key)
+    if (record === undefined) return fingerprint === undefined ? undefined : this.add(key, fingerprint, token, this.lease)
+    return record.token === token ? record : undefined
   }
 
-  complete (key: string, token: string, response: StoredResponse, ttlMs: number): boolean {
-    const record = this.owned(key, token)
+  complete (key: string, token: string, response: StoredResponse, ttlMs: number, fingerprint?: string): boolean {
+    const record = this.owned(key, token, fingerprint)
     if (record === undefined) return false
     let bytes = bodyBytes(response.body)
     if (bytes > this.maxAnswerBytes) {
@@ -233,10 +312,7 @@ export class MemoryIdempotencyStore implements IdempotencyStore {
     record.token = null
     record.response = response
     record.expires = this.now() + ttlMs
-    record.older = this.newest
-    if (this.newest === null) this.oldest = record
-    else this.newest.newer = record
-    this.newest = record
+    this.link(record)
     return true
   }
 
@@ -245,8 +321,8 @@ export class MemoryIdempotencyStore implements IdempotencyStore {
     if (record !== undefined) this.remove(record)
   }
 
-  renew (key: string, token: string, leaseMs: number): boolean {
-    const record = this.owned(key, token)
+  renew (key: string, token: string, leaseMs: number, fingerprint?: string): boolean {
+    const record = this.owned(key, token, fingerprint)
     if (record === undefined) return false
     record.expires = this.now() + leaseMs
     return true

@@ -20,7 +20,10 @@ export class Renewals {
   private head: Renewable | null = null
   private count = 0
   private timer: NodeJS.Timeout | null = null
-  private readonly interval: number
+  /** The renewal interval, in ms: a third of the lease. */
+  readonly interval: number
+  /** The instance closed: answers that could not be stored are no longer tried again. */
+  closed = false
 
   constructor (lease: number) {
     this.interval = Math.max(Math.floor(lease / 3), 1)
@@ -62,7 +65,7 @@ export class Renewals {
     // Stopped on a tick that finds nothing to renew, not each time the set empties: under load
     // it empties and fills many times a second.
     if (this.head === null) {
-      this.close()
+      this.stop()
       return
     }
     // The next one is read first: a renewal that finds the lease lost takes its claim out.
@@ -72,8 +75,14 @@ export class Renewals {
     }
   }
 
-  close (): void {
+  private stop (): void {
     if (this.timer !== null) clearInterval(this.timer)
     this.timer = null
+  }
+
+  /** The instance closed: no more renewals, and no more tries at storing an answer. */
+  close (): void {
+    this.closed = true
+    this.stop()
   }
 }

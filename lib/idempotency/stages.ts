@@ -44,9 +44,15 @@ export function carriesKey (request: FastifyRequest): boolean {
   return request.headers['idempotency-key'] !== undefined
 }
 
-/** The Retry-After of a 409, in seconds: when the running claim's lease ends. */
-function retryAfterSeconds (result: { retryAfter?: number }): number | undefined {
-  return result.retryAfter === undefined ? undefined : Math.max(1, Math.ceil(result.retryAfter / 1000))
+/**
+ * The Retry-After of a 409, in whole seconds, at least 1: a short hint, when the running claim's
+ * lease ends or sooner: at most the renewal interval (a third of the lease), since the request
+ * that holds the key is likely to finish long before a lease it keeps renewing. Undefined where
+ * the store does not say: the plugin's `retryAfter`.
+ */
+function retryAfterSeconds (result: { retryAfter?: number }, lease: number): number | undefined {
+  if (result.retryAfter === undefined) return undefined
+  return Math.max(1, Math.floor(Math.min(result.retryAfter, lease / 3) / 1000))
 }
 
 /**
@@ -129,7 +135,7 @@ export function claimHandler (policy: IdempotencyPolicy, state: IdempotencyState
       for (const name in headers) reply.header(name, headers[name])
       reply.header('idempotent-replayed', 'true').send(headers['content-encoding'] === undefined ? stored.body : decodeForClient(reply, stored.body, request.headers['accept-encoding']))
     } else if (result.state === 'running') {
-      problems.sendIdempotencyProblem(reply, ProblemCode.IDEMPOTENCY_KEY_IN_USE, request.url, retryAfterSeconds(result))
+      problems.sendIdempotencyProblem(reply, ProblemCode.IDEMPOTENCY_KEY_IN_USE, request.url, retryAfterSeconds(result, store.lease))
     } else {
       problems.sendIdempotencyProblem(reply, ProblemCode.IDEMPOTENCY_KEY_MISMATCH, request.url)
     }
@@ -154,6 +160,7 @@ export function claimHandler (policy: IdempotencyPolicy, state: IdempotencyState
     if (typeof owner !== 'string') throw new TypeError(`concurrency.idempotency.scope must return a string; got ${typeof owner}`)
     const print = claim.body.result()
     claim.storeKey = storeKey(owner, claim.key)
+    claim.fingerprint = print
     claim.state = ClaimState.CLAIMING
     let claimed
     try {

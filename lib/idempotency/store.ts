@@ -66,19 +66,37 @@ export interface IdempotencyStore {
   readonly maxAnswerBytes?: number
   /** Atomically: claim `key` for `leaseMs`, or say who has it. */
   claim (key: string, fingerprint: string, leaseMs: number): ClaimResult | Promise<ClaimResult>
-  /** Stores the response for `ttlMs` if `token` still owns the key; false when it does not. */
-  complete (key: string, token: string, response: StoredResponse, ttlMs: number): boolean | Promise<boolean>
+  /**
+   * Stores the response for `ttlMs` if `token` still owns the key (its lease may have ended, as
+   * long as nobody claimed the key since), or if the key has no record at all (it expired or was
+   * lost while the store was unreachable: nobody else holds it, and the request that ran is this
+   * one), with `fingerprint`. False when another claim holds the key or it is done.
+   */
+  complete (key: string, token: string, response: StoredResponse, ttlMs: number, fingerprint?: string): boolean | Promise<boolean>
   /** Frees the key if `token` still owns it (the request failed, or its client left first). */
   release (key: string, token: string): void | Promise<void>
-  /** Extends the lease to `leaseMs` from now; false when `token` no longer owns the key. */
-  renew (key: string, token: string, leaseMs: number): boolean | Promise<boolean>
+  /**
+   * Extends the lease to `leaseMs` from now while `token` owns the key (also after the lease ran
+   * out, as long as nobody claimed the key since); a key with no record at all is claimed again
+   * for `token` with `fingerprint`. False when another claim holds the key or it is done.
+   */
+  renew (key: string, token: string, leaseMs: number, fingerprint?: string): boolean | Promise<boolean>
   /**
    * Stores the response through `tx`, the handler's own open transaction, if `token` still owns
    * the key: the record commits or rolls back with the handler's data (PostgreSQL). False when
-   * `token` does not own it. Stores without transactions leave it out, and
-   * `request.idempotency.complete` then throws.
+   * `token` does not own it. `'later'` when the key is still this request's but `tx` cannot see
+   * its claim (a snapshot taken before the claim, under REPEATABLE READ or SERIALIZABLE): nothing
+   * was written through `tx`, and the answer is stored as with the stores without transactions,
+   * once it is sent. Throws when `tx` can never record it (another database). Stores without
+   * transactions leave it out, and `request.idempotency.complete` then throws.
    */
-  completeIn? (tx: TransactionClient, key: string, token: string, response: StoredResponse, ttlMs: number): Promise<boolean>
+  completeIn? (tx: unknown, key: string, token: string, response: StoredResponse, ttlMs: number): Promise<boolean | 'later'>
+  /**
+   * Opens a transaction on `db` (a pool, or a data layer's database object), runs `fn` with the
+   * layer's own transaction object, commits, and rolls back when `fn` throws: what
+   * `request.idempotency.transaction` runs in. Stores without transactions leave it out.
+   */
+  transaction? <T> (db: unknown, fn: (tx: any) => Promise<T>): Promise<T>
   /** Called when the Fastify instance closes: clear timers. */
   close? (): void | Promise<void>
 }

@@ -12,10 +12,11 @@ import { invalidOption, positiveInteger } from '../errors.js'
 
 import { claimToken } from '../idempotency/token.js'
 import type { ClaimResult, IdempotencyStore, StoredResponse, TransactionClient } from '../idempotency/store.js'
-import { executorOf, type SqlExecutor, type SqlResult } from '../sql/executor.js'
+import { executorOf, inTransaction, type SqlExecutor, type SqlResult } from '../sql/executor.js'
 import { pgExecutor } from '../sql/layers/node-postgres.js'
 import { isPostgresJs, postgresJsExecutor } from '../sql/layers/postgres-js.js'
 import { hasMethod } from '../sql/shape.js'
+import { RenewalConnection } from './renewal-connection.js'
 
 /**
  * What the store takes as its pool: a node-postgres `Pool` (anything with its
@@ -124,11 +125,31 @@ WHERE r.expires_at <= clock_timestamp()`,
   (extract(epoch FROM expires_at - clock_timestamp()) * 1000)::float8 AS ms_left,
   status, headers, CASE WHEN fingerprint = $2 THEN body END AS body, body_is_text, replayable
 FROM ${table} WHERE key = $1 AND expires_at > clock_timestamp()`,
-    complete: `UPDATE ${table} SET token = NULL, expires_at = ${after('$3')},
+    // The claimer's own row, its lease ended or not: a row nobody claimed again still has its
+    // token.
+    completeOwned: `UPDATE ${table} SET token = NULL, expires_at = ${after('$3')},
   status = $4, headers = $5::text::json, body = $6, body_is_text = $7, replayable = $8
-WHERE key = $1 AND token = $2 AND expires_at > clock_timestamp()`,
+WHERE key = $1 AND token = $2`,
+    // The same through the handler's transaction, under READ COMMITTED only. Under REPEATABLE
+    // READ or SERIALIZABLE, an UPDATE of a row renewed since the transaction's snapshot fails it
+    // (40001), and one whose snapshot is older than the claim finds nothing; the isolation is
+    // tested once, before any row (a one-time filter), so such a transaction is left as it was.
+    completeIn: `UPDATE ${table} SET token = NULL, expires_at = ${after('$3')},
+  status = $4, headers = $5::text::json, body = $6, body_is_text = $7, replayable = $8
+WHERE key = $1 AND token = $2 AND current_setting('transaction_isolation') = 'read committed'`,
+    // Through the store's pool, the same, or the row made again when it is gone (swept while the
+    // database was out of reach): nobody else holds the key, and the request that ran is this one.
+    complete: `INSERT INTO ${table} AS r (key, fingerprint, token, expires_at, status, headers, body, body_is_text, replayable)
+VALUES ($1, $9, NULL, ${after('$3')}, $4, $5::text::json, $6, $7, $8)
+ON CONFLICT (key) DO UPDATE SET token = NULL, expires_at = excluded.expires_at, status = excluded.status,
+  headers = excluded.headers, body = excluded.body, body_is_text = excluded.body_is_text, replayable = excluded.replayable
+WHERE r.token = $2`,
+    // Whether the key's row is this claimer's, in a snapshot of now.
+    owner: `SELECT token = $2 AS mine FROM ${table} WHERE key = $1`,
+    // Which database a session is on, to tell a transaction on another one.
+    where: 'SELECT current_database() AS db, inet_server_port() AS port, pg_postmaster_start_time() AS started',
     release: `DELETE FROM ${table} WHERE key = $1 AND token = $2`,
-    renew: `UPDATE ${table} SET expires_at = ${after('$3')} WHERE key = $1 AND token = $2 AND expires_at > clock_timestamp()`,
+    renew: `UPDATE ${table} SET expires_at = ${after('$3')} WHERE key = $1 AND token = $2`,
     // At most $1 expired rows, oldest first through the index; rows another statement holds are
     // left for the next sweep rather than waited for.
     sweep: `DELETE FROM ${table} WHERE key IN (
@@ -169,6 +190,8 @@ export class PgIdempotencyStore implements IdempotencyStore {
   private readonly sql: ReturnType<typeof statements>
   private readonly ddl: string
   private tableReady: Promise<void> | null = null
+  /** Where leases are renewed: a connection of the store's own, beside the pool. */
+  private readonly renewals: RenewalConnection
   private claims = 0
 
   constructor (options: PgIdempotencyStoreOptions) {
@@ -185,6 +208,7 @@ export class PgIdempotencyStore implements IdempotencyStore {
     this.sweepEvery = positiveInteger('idempotencyStore', 'pgIdempotencyStore', 'sweepEvery', options.sweepEvery, 100, '', 0)
     this.createTable = createTable ?? false
     this.sql = statements(this.table)
+    this.renewals = new RenewalConnection(pool, this.db)
     this.ddl = idempotencyTableSql(table)
   }
 
@@ -238,8 +262,11 @@ export class PgIdempotencyStore implements IdempotencyStore {
     return [key, token, ttlMs, status, JSON.stringify(headers), bytes, typeof body === 'string', response.replayable !== false]
   }
 
-  async complete (key: string, token: string, response: StoredResponse, ttlMs: number): Promise<boolean> {
-    return (await this.query(this.sql.complete, this.completeValues(key, token, response, ttlMs))).rowCount === 1
+  async complete (key: string, token: string, response: StoredResponse, ttlMs: number, fingerprint?: string): Promise<boolean> {
+    const values = this.completeValues(key, token, response, ttlMs)
+    if (fingerprint === undefined) return (await this.query(this.sql.completeOwned, values)).rowCount === 1
+    values.push(fingerprint)
+    return (await this.query(this.sql.complete, values)).rowCount === 1
   }
 
   /**
@@ -250,9 +277,36 @@ export class PgIdempotencyStore implements IdempotencyStore {
    * snapshot makes this UPDATE fail with a serialization error (40001): the transaction rolls back
    * and nothing is applied, but a transaction that outlives a third of the lease may be refused.
    * READ COMMITTED (PostgreSQL's default) has no such conflict.
+   *
+   * When the UPDATE finds no row, the store's pool tells why, in a snapshot of now: the key is
+   * another request's (false: the claim is lost), or it is still this request's and `tx` cannot
+   * see it: a snapshot taken before the claim ('later': the answer is stored once sent, as the
+   * stores without transactions do) or another database (an Error saying so).
    */
-  async completeIn (tx: TransactionClient, key: string, token: string, response: StoredResponse, ttlMs: number): Promise<boolean> {
-    return (await executorOf(tx, 'postgres').query(this.sql.complete, this.completeValues(key, token, response, ttlMs))).rowCount === 1
+  async completeIn (tx: TransactionClient, key: string, token: string, response: StoredResponse, ttlMs: number): Promise<boolean | 'later'> {
+    const through = executorOf(tx, 'postgres')
+    if ((await through.query(this.sql.completeIn, this.completeValues(key, token, response, ttlMs))).rowCount === 1) return true
+    const { rows: [row] } = await this.query(this.sql.owner, [key, token]) as { rows: Array<{ mine: boolean }> }
+    if (row === undefined || !row.mine) return false
+    const [theirs, ours] = await Promise.all([
+      through.query(this.sql.where, []),
+      this.query(this.sql.where, [])
+    ])
+    const [a, b] = [theirs.rows[0], ours.rows[0]]
+    if (a.db !== b.db || a.port !== b.port || String(a.started) !== String(b.started)) {
+      throw new Error(`fastify-precondition: request.idempotency.complete(tx, body): tx is on database ${JSON.stringify(a.db)}, and the idempotency store's table is on ${JSON.stringify(b.db)}: record the answer in a transaction on the store's database, or return the answer and let the plugin store it`)
+    }
+    return 'later'
+  }
+
+  /**
+   * Opens a transaction on `db` (a node-postgres Pool, a postgres.js `sql`, or a Kysely, Drizzle,
+   * Knex or TypeORM database): `fn` gets the transaction as that layer hands it out; COMMIT, or
+   * ROLLBACK when `fn` throws. A connection that breaks meanwhile (its backend terminated, the
+   * server restarted) fails the statement in flight, never the process.
+   */
+  async transaction<T> (db: unknown, fn: (tx: any) => Promise<T>): Promise<T> {
+    return await inTransaction(db, 'postgres', fn)
   }
 
   async release (key: string, token: string): Promise<void> {
@@ -260,7 +314,12 @@ export class PgIdempotencyStore implements IdempotencyStore {
   }
 
   async renew (key: string, token: string, leaseMs: number): Promise<boolean> {
-    return (await this.query(this.sql.renew, [key, token, leaseMs])).rowCount === 1
+    return (await this.renewals.query(this.sql.renew, [key, token, leaseMs])).rowCount === 1
+  }
+
+  /** Ends the connection leases were renewed through; the pool is yours, and stays open. */
+  async close (): Promise<void> {
+    await this.renewals.close()
   }
 
   /**

@@ -1,19 +1,32 @@
 // The idempotency store for many processes: one Redis hash per key, changed only by Lua scripts,
 // so a claim is one atomic step and every later change is checked against the claimer's token.
 // A stale claimer (its lease ran out, another claimed the key) can neither complete, renew nor
-// release it, and a completed record is never overwritten: complete only acts on a running claim.
+// release it, and a completed record is never overwritten.
+//
+// A record that is missing (its lease ran out while Redis or this process was stopped, or a
+// failover lost it) belongs to nobody: the request that ran is the one completing or renewing it,
+// so complete writes its answer and renew writes its claim again, each with the fingerprint the
+// plugin passes. Nobody else can have run the key meanwhile without leaving a record of their own.
+//
 // A claim made while the connection is down fails at once (the request is answered 503) instead
 // of waiting in ioredis' offline queue for a reconnection.
-import { LuaScript, type ScriptClient } from './lua-script.js'
-import { invalidOption } from '../errors.js'
+//
+// With `replicas`, a claim and an answer count only once that many replicas have them (WAIT,
+// sent behind the script on the same connection): a claim they did not acknowledge within
+// `replicaTimeout` is let go and refused (503: the handler does not run); an answer they did not
+// acknowledge is reported as not stored (the complete rejects), and storing it again by the same
+// claim is allowed, so a retry waits for the replicas again.
+import { answerWithin, LuaScript, type Acknowledged, type ScriptClient, type ScriptPipeline } from './lua-script.js'
+import { invalidOption, positiveInteger } from '../errors.js'
+import { ignore } from '../shared.js'
 import { claimToken } from '../idempotency/token.js'
 import type { ClaimResult, IdempotencyStore, StoredResponse } from '../idempotency/store.js'
 
 /**
  * The commands the store uses, and ioredis' connection `status`; an ioredis `Redis` or `Cluster`
- * has them.
+ * has them. `pipeline` is needed with `replicas`.
  */
-export type RedisIdempotencyClient = ScriptClient & { readonly status?: string }
+export type RedisIdempotencyClient = ScriptClient & { readonly status?: string, pipeline?: () => ScriptPipeline }
 
 export interface RedisIdempotencyStoreOptions {
   /** The ioredis client. The store never connects or quits it: it is yours. */
@@ -27,6 +40,20 @@ export interface RedisIdempotencyStoreOptions {
    * kept as not replayable. Default 1048576 (1 MiB).
    */
   maxAnswerBytes?: number
+  /**
+   * How many replicas must acknowledge a claim and a stored answer (Redis `WAIT`) before they
+   * count. A claim they do not acknowledge within `replicaTimeout` is answered 503 and its handler
+   * does not run; an answer they do not acknowledge is reported as not stored. Default 0: no wait.
+   */
+  replicas?: number
+  /** How long (ms) to wait for the replicas' acknowledgement. Default 1000. */
+  replicaTimeout?: number
+  /**
+   * How long (ms) a claim waits for Redis' answer (besides `replicaTimeout`) before it fails (a
+   * 503): a Cluster client stays `ready` while the primary of a key's slot is dead, and retries
+   * for seconds. A claim that lands later is let go. Default 1000.
+   */
+  commandTimeout?: number
 }
 
 // ioredis states in which a command would wait in the offline queue (or fail) instead of reaching
@@ -45,11 +72,23 @@ if redis.call('HGET', KEYS[1], 'fp') ~= ARGV[1] then return {'mismatch'} end
 if state == 'done' then return {'done', redis.call('HGET', KEYS[1], 'response')} end
 return {'running', tostring(redis.call('PTTL', KEYS[1]))}
 `
-// ARGV: token, response, ttl ms.
+// ARGV: token, response, ttl ms, and the fingerprint when the plugin passes one. A done record
+// keeps its token: the same claim storing the same answer again (a retry whose first reply was
+// lost, or whose replicas had not acknowledged it) is told it is stored.
 const COMPLETE = `
-if redis.call('HGET', KEYS[1], 'state') ~= 'running' or redis.call('HGET', KEYS[1], 'token') ~= ARGV[1] then return 0 end
+local record = redis.call('HMGET', KEYS[1], 'state', 'token', 'response')
+if not record[1] then
+  if not ARGV[4] then return 0 end
+  redis.call('HSET', KEYS[1], 'state', 'done', 'fp', ARGV[4], 'token', ARGV[1], 'response', ARGV[2])
+  redis.call('PEXPIRE', KEYS[1], ARGV[3])
+  return 1
+end
+if record[2] ~= ARGV[1] then return 0 end
+if record[1] == 'done' then
+  if record[3] == ARGV[2] then return 1 end
+  return 0
+end
 redis.call('HSET', KEYS[1], 'state', 'done', 'response', ARGV[2])
-redis.call('HDEL', KEYS[1], 'token')
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 return 1
 `
@@ -60,9 +99,15 @@ if redis.call('HGET', KEYS[1], 'state') == 'running' and redis.call('HGET', KEYS
 end
 return 0
 `
-// ARGV: token, lease ms.
+// ARGV: token, lease ms, and the fingerprint when the plugin passes one.
 const RENEW = `
-if redis.call('HGET', KEYS[1], 'state') ~= 'running' or redis.call('HGET', KEYS[1], 'token') ~= ARGV[1] then return 0 end
+local record = redis.call('HMGET', KEYS[1], 'state', 'token')
+if not record[1] then
+  if not ARGV[3] then return 0 end
+  redis.call('HSET', KEYS[1], 'state', 'running', 'fp', ARGV[3], 'token', ARGV[1])
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+if record[1] ~= 'running' or record[2] ~= ARGV[1] then return 0 end
 return redis.call('PEXPIRE', KEYS[1], ARGV[2])
 `
 
@@ -94,10 +139,16 @@ export class RedisIdempotencyStore implements IdempotencyStore {
   readonly prefix: string
   readonly lease: number
   readonly maxAnswerBytes: number
+  /** How many replicas must acknowledge a claim or an answer; 0: none. */
+  readonly replicas: number
+  /** How long (ms) a claim or an answer waits for them. */
+  readonly replicaTimeout: number
+  /** How long (ms) a claim waits for Redis' answer, besides replicaTimeout. */
+  readonly commandTimeout: number
 
   constructor (options: RedisIdempotencyStoreOptions) {
     if (typeof options !== 'object' || options === null) {
-      throw invalidOption('idempotencyStore', 'redisIdempotencyStore needs options: { client, prefix?, lease?, maxAnswerBytes? }')
+      throw invalidOption('idempotencyStore', 'redisIdempotencyStore needs options: { client, prefix?, lease?, maxAnswerBytes?, replicas?, replicaTimeout?, commandTimeout? }')
     }
     const { client, prefix, lease, maxAnswerBytes } = options
     if (typeof client !== 'object' || client === null || typeof client.evalsha !== 'function' || typeof client.eval !== 'function') {
@@ -112,6 +163,12 @@ export class RedisIdempotencyStore implements IdempotencyStore {
     if (maxAnswerBytes !== undefined && !(Number.isSafeInteger(maxAnswerBytes) && maxAnswerBytes > 0)) {
       throw invalidOption('idempotencyStore', `redisIdempotencyStore: maxAnswerBytes must be a positive whole number of bytes; got ${String(maxAnswerBytes)}`)
     }
+    this.replicas = positiveInteger('idempotencyStore', 'redisIdempotencyStore', 'replicas', options.replicas, 0, '', 0)
+    this.replicaTimeout = positiveInteger('idempotencyStore', 'redisIdempotencyStore', 'replicaTimeout', options.replicaTimeout, 1000, 'milliseconds')
+    this.commandTimeout = positiveInteger('idempotencyStore', 'redisIdempotencyStore', 'commandTimeout', options.commandTimeout, 1000, 'milliseconds')
+    if (this.replicas > 0 && typeof client.pipeline !== 'function') {
+      throw invalidOption('idempotencyStore', 'redisIdempotencyStore: replicas needs a client with pipeline() (an ioredis Redis or Cluster)')
+    }
     this.client = client
     this.prefix = prefix ?? 'fastify-precondition:idem:'
     this.lease = lease ?? 10_000
@@ -122,28 +179,61 @@ export class RedisIdempotencyStore implements IdempotencyStore {
     const status = this.client.status
     if (status !== undefined && UNREACHABLE.has(status)) throw new Error(`the Redis connection is ${status}`)
     const token = claimToken()
-    const [state, value] = await scripts.claim.run(this.client, [this.prefix + key], [fingerprint, token, leaseMs]) as [string, string?]
+    const keys = [this.prefix + key]
+    const args = [fingerprint, token, leaseMs]
+    const sent = this.replicas === 0
+      ? scripts.claim.run(this.client, keys, args)
+      : scripts.claim.runAndWait(this.client as Required<RedisIdempotencyClient>, keys, args, this.replicas, this.replicaTimeout)
+    let answer: unknown
+    try {
+      answer = await answerWithin(sent, this.commandTimeout + (this.replicas === 0 ? 0 : this.replicaTimeout))
+    } catch (error) {
+      // Given up on: a claim that lands later is nobody's.
+      sent.then(() => scripts.release.run(this.client, keys, [token])).catch(ignore)
+      throw error
+    }
+    if (this.replicas !== 0) {
+      const { result, replicas } = answer as Acknowledged
+      if ((result as string[])[0] === 'claimed' && replicas < this.replicas) {
+        // A claim a failover could forget would let a second request run the key: not taken.
+        scripts.release.run(this.client, keys, [token]).catch(ignore)
+        throw new Error(this.unacknowledged('the claim', replicas))
+      }
+      answer = result
+    }
+    const [state, value] = answer as [string, string?]
     if (state === 'claimed') return { state, token }
     if (state === 'done') return { state, response: decode(value as string) }
     if (state === 'running') return { state, retryAfter: Math.max(Number(value), 0) }
     return { state: 'mismatch' }
   }
 
-  async complete (key: string, token: string, response: StoredResponse, ttlMs: number): Promise<boolean> {
+  async complete (key: string, token: string, response: StoredResponse, ttlMs: number, fingerprint?: string): Promise<boolean> {
     const { body } = response
     // The plugin passes such an answer as not replayable already; this keeps the limit if not.
     if ((typeof body === 'string' ? Buffer.byteLength(body) : body.byteLength) > this.maxAnswerBytes) {
       response = { status: response.status, headers: {}, body: '', replayable: false }
     }
-    return await scripts.complete.run(this.client, [this.prefix + key], [token, encode(response), ttlMs]) === 1
+    const keys = [this.prefix + key]
+    const args = fingerprint === undefined ? [token, encode(response), ttlMs] : [token, encode(response), ttlMs, fingerprint]
+    if (this.replicas === 0) return await scripts.complete.run(this.client, keys, args) === 1
+    const { result, replicas } = await scripts.complete.runAndWait(this.client as Required<RedisIdempotencyClient>, keys, args, this.replicas, this.replicaTimeout)
+    if (result !== 1) return false
+    if (replicas < this.replicas) throw new Error(this.unacknowledged('the answer', replicas))
+    return true
   }
 
   async release (key: string, token: string): Promise<void> {
     await scripts.release.run(this.client, [this.prefix + key], [token])
   }
 
-  async renew (key: string, token: string, leaseMs: number): Promise<boolean> {
-    return await scripts.renew.run(this.client, [this.prefix + key], [token, leaseMs]) === 1
+  async renew (key: string, token: string, leaseMs: number, fingerprint?: string): Promise<boolean> {
+    const args = fingerprint === undefined ? [token, leaseMs] : [token, leaseMs, fingerprint]
+    return await scripts.renew.run(this.client, [this.prefix + key], args) === 1
+  }
+
+  private unacknowledged (what: string, replicas: number): string {
+    return `${what} was written to the Redis primary, and ${replicas} of the ${this.replicas} replicas it needs acknowledged it within ${this.replicaTimeout} ms: a failover could lose it`
   }
 }
 

@@ -8,14 +8,16 @@ import type { Redis } from 'ioredis'
 import { invalidOption, LockLostError, LockTimeoutError, LockUnavailableError, positiveInteger } from '../errors.js'
 import { ignore, message } from '../shared.js'
 import { ACQUIRE, encodeResourceKey, RELEASE, RENEW } from './lock-scripts.js'
+import { answerWithin, type PipelineClient, type ScriptPipeline } from './lua-script.js'
 import { MemoryLockStore } from '../locks/memory.js'
 import type { Lease, LeaseLossListener, LockStore } from '../locks/types.js'
 
 /**
  * An ioredis client: a `Redis` or a `Cluster`. The store runs its scripts with EVALSHA (EVAL when
- * Redis does not know them yet), so any client with those two commands and ioredis' `status` works.
+ * Redis does not know them yet), so any client with those two commands and ioredis' `status` works;
+ * with `replicas`, it needs `pipeline` too.
  */
-export type RedisLockClient = Pick<Redis, 'eval' | 'evalsha'> & { readonly status?: string }
+export type RedisLockClient = Pick<Redis, 'eval' | 'evalsha'> & { readonly status?: string, pipeline?: () => ScriptPipeline }
 
 export interface RedisLockStoreOptions {
   /** The ioredis client. The store never connects, disconnects or quits it: it is yours. */
@@ -47,6 +49,21 @@ export interface RedisLockStoreOptions {
    * another process may have written meanwhile. Default: none.
    */
   onLockLost?: (error: Error, key: string) => void
+  /**
+   * How many replicas must acknowledge a lease before its write runs (Redis `WAIT`, behind the
+   * acquire on the same connection). A lease they do not acknowledge within `replicaTimeout` is
+   * given back and the write answered 503 (`FST_PRECONDITION_LOCK_UNAVAILABLE`). Default 0: no wait.
+   */
+  replicas?: number
+  /** How long (ms) an acquisition waits for the replicas' acknowledgement. Default 1000. */
+  replicaTimeout?: number
+  /**
+   * How long (ms) an acquire command waits for Redis' answer (besides `replicaTimeout`) before the
+   * write is answered 503: a Cluster client stays `ready` while the primary of a key's slot is
+   * dead, and retries for seconds. What the command may have taken is deleted behind it. Default
+   * 1000.
+   */
+  commandTimeout?: number
 }
 
 // ioredis states in which a command would wait in the offline queue (or fail) instead of reaching
@@ -213,12 +230,22 @@ class Acquisition {
   private attempt (): void {
     this.sentAt = Date.now()
     this.inFlight = true
-    ACQUIRE.run(this.store.client, [this.lockKey], [this.id, this.store.ttl, this.store.fenceTtl])
-      .then((token) => { this.answered(token) }, (error: unknown) => {
-        this.inFlight = false
-        // The script may have run though its answer was lost (a timeout, a dropped connection).
-        this.giveUp(new LockUnavailableError(message(error)), true)
+    const { store } = this
+    const args = [this.id, store.ttl, store.fenceTtl]
+    const sent = store.replicas === 0
+      ? ACQUIRE.run(store.client, [this.lockKey], args)
+      : ACQUIRE.runAndWait(store.client as PipelineClient, [this.lockKey], args, store.replicas, store.replicaTimeout).then(({ result, replicas }) => {
+        // A lease a failover could forget would let a second writer in: given back, and a 503.
+        if (result !== 0 && replicas < store.replicas) {
+          throw new Error(`the lease was written to the Redis primary, and ${replicas} of the ${store.replicas} replicas it needs acknowledged it within ${store.replicaTimeout} ms`)
+        }
+        return result
       })
+    answerWithin(sent, store.commandTimeout + (store.replicas === 0 ? 0 : store.replicaTimeout)).then((token) => { this.answered(token) }, (error: unknown) => {
+      this.inFlight = false
+      // The script may have run though its answer was lost (a timeout, a dropped connection).
+      this.giveUp(new LockUnavailableError(message(error)), true)
+    })
   }
 
   private answered (token: unknown): void {
@@ -271,6 +298,12 @@ export class RedisLockStore implements LockStore {
   readonly retryInterval: number
   /** How often (ms) a held lease is renewed: `ttl / 3`, at least 1. */
   readonly renewInterval: number
+  /** How many replicas must acknowledge a lease; 0: none. */
+  readonly replicas: number
+  /** How long (ms) an acquisition waits for them. */
+  readonly replicaTimeout: number
+  /** How long (ms) an acquire command waits for Redis' answer, besides replicaTimeout. */
+  readonly commandTimeout: number
   private readonly onLockLost: ((error: Error, key: string) => void) | undefined
   private readonly queue = new MemoryLockStore()
   /** @internal The acquisitions waiting on Redis now, for `close`. */
@@ -279,7 +312,7 @@ export class RedisLockStore implements LockStore {
 
   constructor (options: RedisLockStoreOptions) {
     if (typeof options !== 'object' || options === null) {
-      throw invalidOption('lockStore', 'redisLockStore needs options: { client, ttl?, fenceTtl?, prefix?, retryInterval?, onLockLost? }')
+      throw invalidOption('lockStore', 'redisLockStore needs options: { client, ttl?, fenceTtl?, prefix?, retryInterval?, onLockLost?, replicas?, replicaTimeout?, commandTimeout? }')
     }
     const { client, prefix, onLockLost } = options
     if (typeof client !== 'object' || client === null || typeof client.eval !== 'function' || typeof client.evalsha !== 'function') {
@@ -301,6 +334,12 @@ export class RedisLockStore implements LockStore {
     this.fenceTtl = positiveInteger('lockStore', 'redisLockStore', 'fenceTtl', options.fenceTtl, 10_000, 'milliseconds')
     this.retryInterval = positiveInteger('lockStore', 'redisLockStore', 'retryInterval', options.retryInterval, 10, 'milliseconds')
     this.renewInterval = Math.max(Math.floor(this.ttl / 3), 1)
+    this.replicas = positiveInteger('lockStore', 'redisLockStore', 'replicas', options.replicas, 0, '', 0)
+    this.replicaTimeout = positiveInteger('lockStore', 'redisLockStore', 'replicaTimeout', options.replicaTimeout, 1000, 'milliseconds')
+    this.commandTimeout = positiveInteger('lockStore', 'redisLockStore', 'commandTimeout', options.commandTimeout, 1000, 'milliseconds')
+    if (this.replicas > 0 && typeof client.pipeline !== 'function') {
+      throw invalidOption('lockStore', 'redisLockStore: replicas needs a client with pipeline() (an ioredis Redis or Cluster)')
+    }
     this.prefix = prefix ?? 'fastify-precondition:'
     this.onLockLost = onLockLost
   }

@@ -49,6 +49,8 @@ export interface SqlLayer {
 // In this order: a Drizzle transaction has a `query` property and a Knex one is a function, so
 // the layers with a mark of their own come before the shapes any object may have.
 const LAYERS: readonly SqlLayer[] = [drizzle, typeorm, knex, postgresJs, kysely, mysql2, nodePostgres, sqlFunction]
+/** The same, in the order a refusal names them. */
+const NAMED: readonly SqlLayer[] = [nodePostgres, postgresJs, kysely, drizzle, knex, typeorm, mysql2, sqlFunction]
 
 function refused (what: string, dialect: SqlDialect, value: unknown, accepted: string[]): TypeError {
   return new TypeError(`fastify-precondition: ${what} is none it knows for ${ENGINE_NAME[dialect]} (got ${describe(value)}); it takes ${accepted.join('; ')}`)
@@ -64,7 +66,7 @@ export function executorOf (tx: unknown, dialect: SqlDialect): SqlExecutor {
     if (mine === true) return layer.executor(tx, dialect)
     if (mine !== false) throw new TypeError(`fastify-precondition: ${mine}`)
   }
-  throw refused('the transaction', dialect, tx, LAYERS.map((layer) => layer.accepts))
+  throw refused('the transaction', dialect, tx, NAMED.map((layer) => layer.accepts))
 }
 
 /**
@@ -75,7 +77,7 @@ export function executorOf (tx: unknown, dialect: SqlDialect): SqlExecutor {
 export async function inTransaction<T> (db: unknown, dialect: SqlDialect, fn: (tx: unknown) => Promise<T>): Promise<T> {
   const layer = LAYERS.find((each) => each.isDatabase?.(db) === true)
   if (layer === undefined) {
-    throw refused('the database', dialect, db, LAYERS.flatMap((each) => each.opens === undefined ? [] : [each.opens]))
+    throw refused('the database', dialect, db, NAMED.flatMap((each) => each.opens === undefined ? [] : [each.opens]))
   }
   return await layer.transaction!(db, dialect, fn)
 }

@@ -13,7 +13,7 @@ export function describe (value: unknown): string {
   if (typeof value !== 'object') return `${typeof value} ${String(value)}`
   const name = (Object.getPrototypeOf(value) as { constructor?: { name?: string } } | null)?.constructor?.name
   const keys = Object.keys(value).slice(0, 5)
-  return `${name === undefined || name === '' ? 'an object' : `a ${name}`}${keys.length === 0 ? '' : ` with ${keys.join(', ')}`}`
+  return `${name === undefined || name === '' || name === 'Object' ? 'an object' : `a ${name}`}${keys.length === 0 ? '' : ` with ${keys.join(', ')}`}`
 }
 
 /** The engine's name, for the sentence that refuses a layer of another engine. */

@@ -1,7 +1,7 @@
 // A throwaway PostgreSQL cluster for one test file: initdb into a temporary directory, trust auth
 // on loopback only, a free port, its socket in that directory, fsync off. `kill` stops it the way a
 // crash would (pg_ctl stop -m immediate; the next start recovers from the WAL: every commit it
-// acknowledged survives), `start` again
+// acknowledged survives), `restart` as an operator would (pg_ctl restart -m fast), `start` again
 // brings it back on the same port, `stop` kills it and removes the directory.
 //
 // initdb and postgres refuse to run as root: as root, the cluster belongs to the `postgres` OS user
@@ -119,6 +119,15 @@ export class PostgresServer {
     if (!live.has(this)) return
     live.delete(this)
     this.run('pg_ctl', ['stop', '-D', this.data, '-m', 'immediate', '-w'])
+  }
+
+  /**
+   * `pg_ctl restart -m fast`, as an operator restarts it: every session is terminated (its client
+   * sees the connection end), the server shuts down cleanly and starts again on the same port.
+   */
+  restart (): void {
+    this.run('pg_ctl', ['restart', '-D', this.data, '-l', this.log, '-m', 'fast', '-w', '-t', '60'])
+    live.add(this)
   }
 
   /** Kills the server and removes its directory. */

@@ -17,10 +17,18 @@ export class RedisServer {
   port = 0
   private child: ChildProcess | null = null
   private readonly extraArgs: string[]
+  private readonly config: string[]
+  private readonly readyLine: string
 
-  /** `extraArgs` are added to the command line, e.g. `['--enable-debug-command', 'local']` for DEBUG SLEEP. */
-  constructor (extraArgs: string[] = []) {
+  /**
+   * `extraArgs` are added to the command line, e.g. `['--enable-debug-command', 'local']` for DEBUG
+   * SLEEP. `config` is a configuration file to start from (`[file, '--sentinel']` for a Sentinel),
+   * `readyLine` what it logs once it accepts connections.
+   */
+  constructor (extraArgs: string[] = [], config: string[] = [], readyLine = 'Ready to accept connections') {
     this.extraArgs = extraArgs
+    this.config = config
+    this.readyLine = readyLine
   }
 
   /** Starts redis-server (on the same port as before when restarting) and waits until it accepts connections. */
@@ -28,7 +36,7 @@ export class RedisServer {
     if (this.child !== null) throw new Error('redis-server is already running')
     if (this.port === 0) this.port = await freePort()
     const child = spawn('redis-server', [
-      '--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no',
+      ...this.config, '--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no',
       '--dir', tmpdir(), '--loglevel', 'notice', '--logfile', '', ...this.extraArgs
     ], { stdio: ['ignore', 'pipe', 'pipe'] })
     this.child = child
@@ -37,7 +45,7 @@ export class RedisServer {
       const timer = setTimeout(() => reject(new Error(`redis-server did not start within 5 s:\n${output}`)), 5000)
       const onData = (chunk: Buffer): void => {
         output += chunk.toString()
-        if (output.includes('Ready to accept connections')) {
+        if (output.includes(this.readyLine)) {
           clearTimeout(timer)
           resolve()
         }
@@ -67,6 +75,7 @@ export class RedisServer {
     this.child = null
     if (child.exitCode !== null || child.signalCode !== null) return
     const exited = once(child, 'exit')
+    child.kill('SIGCONT') // in case a test left it paused
     child.kill('SIGTERM')
     const timer = setTimeout(() => child.kill('SIGKILL'), 3000)
     await exited
@@ -75,6 +84,30 @@ export class RedisServer {
 
   get running (): boolean {
     return this.child !== null
+  }
+
+  /** The server's process id, while it runs. */
+  get pid (): number | undefined {
+    return this.child?.pid
+  }
+
+  /**
+   * Sends `signal` to the server: SIGSTOP and SIGCONT pause and resume it; SIGKILL kills it, as a
+   * crash does (it can be started again on the same port).
+   */
+  async signal (signal: NodeJS.Signals): Promise<void> {
+    const child = this.child
+    if (child === null) return
+    if (signal !== 'SIGKILL') {
+      child.kill(signal)
+      return
+    }
+    this.child = null
+    if (child.exitCode !== null || child.signalCode !== null) return
+    const exited = once(child, 'exit')
+    child.kill('SIGCONT')
+    child.kill('SIGKILL')
+    await exited
   }
 }
 

@@ -38,7 +38,9 @@ export const mysql2: SqlLayer = {
   recognize (tx: unknown, dialect: SqlDialect) {
     if (!hasMethod(tx, 'query')) return false
     if (hasMethod(tx, 'beginTransaction')) return dialect === 'mysql' || `a mysql2 connection is ${ENGINE_NAME.mysql}'s, and this store is ${ENGINE_NAME[dialect]}'s`
-    return dialect === 'mysql'
+    if (dialect !== 'mysql') return false
+    // node-postgres' Client and PoolClient, by methods of their own.
+    return !hasMethod(tx, 'escapeLiteral') || `a node-postgres client is ${ENGINE_NAME.postgres}'s, and this store is ${ENGINE_NAME.mysql}'s`
   },
   executor (connection: Connection): SqlExecutor {
     return {
@@ -58,11 +60,11 @@ export const mysql2: SqlLayer = {
     let broken = false
     const onError = (): void => { broken = true }
     connection.on('error', onError)
+    let result: T
     try {
       await connection.beginTransaction()
-      const result = await fn(connection)
+      result = await fn(connection)
       await connection.commit()
-      return result
     } catch (error) {
       if (!broken) {
         try {
@@ -77,5 +79,6 @@ export const mysql2: SqlLayer = {
       if (broken) connection.destroy()
       else connection.release()
     }
+    return result
   }
 }

@@ -1,7 +1,7 @@
 // node-postgres (`pg`): a Client or a PoolClient inside BEGIN … COMMIT, or anything with its
 // `query(text, values)` (a Pool, for a store); a Pool for `inTransaction`.
 import type { SqlDialect, SqlExecutor, SqlLayer, SqlResult } from '../executor.js'
-import { ENGINE_NAME, hasMethod } from '../shape.js'
+import { describe, hasMethod } from '../shape.js'
 
 interface PgResult { rows?: any[], rowCount?: number | null }
 
@@ -20,12 +20,10 @@ interface Pool {
 }
 
 /** node-postgres' result as `{ rows, rowCount }`; a result without a row count is no pg result. */
-export function pgResult (answer: PgResult | PgResult[] | undefined, from: string): SqlResult {
-  // Several statements in one text (the simple protocol): one result each, the last one counts.
-  const result = Array.isArray(answer) ? answer[answer.length - 1] : answer
+export function pgResult (result: PgResult | undefined, from: string): SqlResult {
   const rowCount = result?.rowCount
   if (rowCount !== null && typeof rowCount !== 'number') {
-    throw new TypeError(`fastify-precondition: ${from} resolved to no row count (got ${typeof result === 'object' && result !== null ? `an object with ${Object.keys(result).join(', ')}` : String(result)}), as node-postgres' query(text, values) gives`)
+    throw new TypeError(`fastify-precondition: ${from} resolved to no row count (got ${describe(result)}), as node-postgres' query(text, values) gives`)
   }
   return { rows: result?.rows ?? [], rowCount: rowCount ?? 0 }
 }
@@ -33,8 +31,11 @@ export function pgResult (answer: PgResult | PgResult[] | undefined, from: strin
 export function pgExecutor (client: Client): SqlExecutor {
   return {
     async query (text, values) {
-      // Without values, the simple protocol: a migration's text may hold several statements.
-      return pgResult(await (values.length === 0 ? client.query(text) : client.query(text, values)), 'query(text, values)')
+      if (values.length > 0) return pgResult(await client.query(text, values) as PgResult, 'query(text, values)')
+      // Without values, the simple protocol: a migration's text may hold several statements, and
+      // then gives one result each; the last one counts.
+      const answer = await client.query(text)
+      return pgResult(Array.isArray(answer) ? answer[answer.length - 1] : answer, 'query(text)')
     }
   }
 }
@@ -42,9 +43,9 @@ export function pgExecutor (client: Client): SqlExecutor {
 export const nodePostgres: SqlLayer = {
   accepts: 'a node-postgres Client or PoolClient inside BEGIN … COMMIT (anything with its query(text, values) giving { rowCount })',
   opens: 'a node-postgres Pool',
+  // On MySQL, what has a `query` is mysql2's (that layer refuses node-postgres' own clients).
   recognize (tx: unknown, dialect: SqlDialect) {
-    if (!hasMethod(tx, 'query')) return false
-    return dialect === 'postgres' || `a node-postgres client is ${ENGINE_NAME.postgres}'s, and this store is ${ENGINE_NAME[dialect]}'s`
+    return dialect === 'postgres' && hasMethod(tx, 'query')
   },
   executor: pgExecutor,
   isDatabase (db: unknown) {
@@ -58,11 +59,11 @@ export const nodePostgres: SqlLayer = {
     let broken: Error | undefined
     const onError = (error: Error): void => { broken ??= error }
     client.on('error', onError)
+    let result: T
     try {
       await client.query('BEGIN')
-      const result = await fn(client)
+      result = await fn(client)
       await client.query('COMMIT')
-      return result
     } catch (error) {
       if (broken === undefined) {
         try {
@@ -76,5 +77,6 @@ export const nodePostgres: SqlLayer = {
       client.off('error', onError)
       client.release(broken ?? false)
     }
+    return result
   }
 }
