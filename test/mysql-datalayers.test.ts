@@ -2,8 +2,9 @@
 // is: a mysql2 promise PoolConnection, Kysely (MysqlDialect), Drizzle (mysql2 driver), Knex
 // (mysql2 client) and TypeORM (mysql driver), each against a real MariaDB started by the test.
 // For each: the order and the answer commit together and a retry replays it; a claim taken over
-// before complete makes complete throw, and the layer rolls the order back; and a retry after a
-// rolled-back attempt runs again.
+// before complete makes complete throw, and the layer rolls the order back; a retry after a
+// rolled-back attempt runs again; and `request.idempotency.transaction(db, fn)` opens the layer's
+// transaction on its database object and records what `fn` returns.
 import 'reflect-metadata'
 import Fastify, { type FastifyInstance } from 'fastify'
 import { drizzle } from 'drizzle-orm/mysql2'
@@ -30,8 +31,16 @@ interface Order { id: number, item: string }
  */
 interface Layer {
   name: string
-  make (server: MariaDbServer): { run: (item: string, key: string, body: (tx: TransactionClient, order: Order) => Promise<void>) => Promise<Order>, close: () => Promise<void> }
+  make (server: MariaDbServer): {
+    run: (item: string, key: string, body: (tx: TransactionClient, order: Order) => Promise<void>) => Promise<Order>
+    /** The layer's database object, for `request.idempotency.transaction(db, fn)`, and an INSERT through its transaction. */
+    db: () => Promise<unknown>
+    insert: (tx: any, item: string, key: string) => Promise<Order>
+    close: () => Promise<void>
+  }
 }
+
+const insertSql = 'INSERT INTO orders (item, `key`) VALUES (?, ?)'
 
 const layers: Layer[] = [
   {
@@ -55,6 +64,8 @@ const layers: Layer[] = [
             tx.release()
           }
         },
+        db: async () => pool,
+        insert: async (tx, item, key) => ({ id: (await tx.query(insertSql, [item, key]))[0].insertId, item }),
         close: () => pool.end()
       }
     }
@@ -70,6 +81,8 @@ const layers: Layer[] = [
           await body(trx, order)
           return order
         }),
+        db: async () => db,
+        insert: async (trx, item, key) => ({ id: Number((await trx.insertInto('orders').values({ item, key }).executeTakeFirstOrThrow()).insertId), item }),
         close: () => db.destroy()
       }
     }
@@ -86,6 +99,8 @@ const layers: Layer[] = [
           await body(tx, order)
           return order
         }),
+        db: async () => db,
+        insert: async (tx, item, key) => ({ id: (await tx.execute(sql`INSERT INTO orders (item, \`key\`) VALUES (${item}, ${key})`))[0].insertId, item }),
         close: () => pool.end()
       }
     }
@@ -101,6 +116,8 @@ const layers: Layer[] = [
           await body(trx, order)
           return order
         }),
+        db: async () => db,
+        insert: async (trx, item, key) => ({ id: Number((await trx('orders').insert({ item, key }))[0]), item }),
         close: () => db.destroy()
       }
     }
@@ -121,6 +138,8 @@ const layers: Layer[] = [
             return order
           })
         },
+        db: () => ready,
+        insert: async (manager, item, key) => ({ id: Number((await manager.query(insertSql, [item, key])).insertId), item }),
         close: async () => {
           await ready
           await source.destroy()
@@ -141,9 +160,9 @@ test('every data layer on MySQL passes its transaction as it is to complete', { 
 
   for (const layer of layers) {
     t.test(layer.name, async (t) => {
-      const { run, close } = layer.make(server)
-      t.teardown(close)
-      const app = await ordersApp(t, store, pool, run)
+      const made = layer.make(server)
+      t.teardown(made.close)
+      const app = await ordersApp(t, store, pool, made)
       const post = (key: string, headers: Record<string, string> = {}) =>
         app.inject({ method: 'POST', url: '/orders', headers: { 'idempotency-key': `"${key}"`, ...headers }, payload: { item: 'tea' } })
       const key = `${layer.name.split(' ')[0]}-commit`
@@ -170,12 +189,25 @@ test('every data layer on MySQL passes its transaction as it is to complete', { 
       t.equal(again.statusCode, 201, 'a retry runs: the record rolled back with the order, and the failed run released the key')
       t.notOk(again.headers['idempotent-replayed'])
       t.equal(await applied(failed), 1)
+
+      const opened = `${layer.name.split(' ')[0]}-transaction`
+      const post2 = (headers: Record<string, string> = {}) =>
+        app.inject({ method: 'POST', url: '/orders-in-transaction', headers: { 'idempotency-key': `"${opened}"`, ...headers }, payload: { item: 'jam' } })
+      t.equal((await post2({ 'x-test-fail-after-insert': '1' })).statusCode, 500, 'transaction(db, fn): fn throws')
+      t.equal(await applied(opened), 0, 'rolled back')
+      const ran = await post2()
+      t.equal(ran.statusCode, 201, 'transaction(db, fn): a retry runs')
+      t.match(ran.json(), { item: 'jam' })
+      const replayed = await post2()
+      t.equal(replayed.headers['idempotent-replayed'], 'true', 'and is replayed from the answer recorded in that transaction')
+      t.same(replayed.json(), ran.json())
+      t.equal(await applied(opened), 1)
     })
   }
 })
 
 /** The plugin on the MySQL store, and POST /orders through `run`, a layer's transaction. */
-async function ordersApp (t: Test, store: ReturnType<typeof mysqlIdempotencyStore>, pool: Pool, run: ReturnType<Layer['make']>['run']): Promise<FastifyInstance> {
+async function ordersApp (t: Test, store: ReturnType<typeof mysqlIdempotencyStore>, pool: Pool, { run, db, insert }: ReturnType<Layer['make']>): Promise<FastifyInstance> {
   const app = Fastify()
   t.teardown(() => app.close())
   await app.register(fastifyPrecondition, { idempotencyStore: store })
@@ -189,6 +221,15 @@ async function ordersApp (t: Test, store: ReturnType<typeof mysqlIdempotencyStor
       }
       await idempotency.complete(tx, order)
       if (request.headers['x-test-fail-after-complete'] !== undefined) throw new Error('the handler failed before its commit (test fault)')
+    })
+  })
+  app.post('/orders-in-transaction', { concurrency: { idempotency: { required: true } } }, async (request, reply) => {
+    const idempotency = request.idempotency!
+    return await idempotency.transaction(await db(), async (tx) => {
+      const order = await insert(tx, (request.body as { item: string }).item, idempotency.key)
+      if (request.headers['x-test-fail-after-insert'] !== undefined) throw new Error('the handler failed in its transaction (test fault)')
+      reply.code(201)
+      return order
     })
   })
   await app.ready()

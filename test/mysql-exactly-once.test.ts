@@ -222,8 +222,8 @@ t.test('exactly once across crashes, over HTTP', { skip }, async (t) => {
       const retry = await a.post(key, 'cake')
       t.equal(retry.headers['idempotent-replayed'], 'true', 'a retry on the resumed instance replays it')
       t.same(retry.json(), taken.json())
-      const warned = await a.message((message) => message.log?.key === key, 'a warning about the key')
-      t.comment(`the resumed instance logged: ${String(warned.log?.msg)}`)
+      // (Whether the resumed instance also logs the lost lease depends on a renewal landing before
+      // the request ends; the PostgreSQL test waits for that line, this one does not.)
     } finally {
       a.child.kill('SIGCONT')
     }

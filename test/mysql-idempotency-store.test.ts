@@ -188,7 +188,27 @@ test('completeIn takes a data layer\'s transaction, and refuses anything else be
   }
   const connection = { query: async () => [{ affectedRows: 1 }, undefined], beginTransaction: async () => {} }
   t.equal(await store.completeIn(connection, 'k', 'token', order, 1000), true, 'a mysql2 promise connection')
-  t.equal(await store.completeIn(async () => ({ rowCount: 0 }), 'k', 'token', order, 1000), false, 'a function that changed no row')
+  t.equal(await store.completeIn(async () => ({ rowCount: 1 }), 'k', 'token', order, 1000), true, 'a function')
+})
+
+test('completeIn that changed no row asks the store\'s pool why', async (t) => {
+  const here = { db: 'test', host: 'db1', port: 3306 }
+  const scripted = (owner: unknown[], where = here) => mysqlIdempotencyStore({
+    pool: fakePool(async (sql) => sql.includes('AS mine') ? rows(owner) : rows([where])).pool
+  })
+  const tx = (where: unknown) => async (text: string) => text.includes('DATABASE()') ? { rowCount: 1, rows: [where] } : { rowCount: 0 }
+  t.equal(await scripted([]).completeIn(tx(here), 'k', 'token', order, 1000), false, 'no row: nobody holds it for this request')
+  t.equal(await scripted([{ mine: 0 }]).completeIn(tx(here), 'k', 'token', order, 1000), false, 'another request\'s: the claim is lost')
+  t.equal(await scripted([{ mine: 1 }]).completeIn(tx(here), 'k', 'token', order, 1000), 'later', 'still this request\'s, on the same database: stored once sent')
+  for (const there of [{ ...here, db: 'other' }, { ...here, host: 'db2' }, { ...here, port: '3307' }]) {
+    await t.rejects(scripted([{ mine: 1 }]).completeIn(tx(there), 'k', 'token', order, 1000),
+      /tx is on database "(test|other)" of db[12]:330[67], and the idempotency store's table is on "test" of db1:3306/, JSON.stringify(there))
+  }
+})
+
+test('transaction(db, fn) opens a transaction on a data layer\'s database, and refuses anything else', async (t) => {
+  const store = mysqlIdempotencyStore({ pool: fakePool(async () => header(1)).pool })
+  await t.rejects(store.transaction({}, async () => 1), { name: 'TypeError', message: /the database is none it knows for MySQL/ })
 })
 
 /** Claims `key` and says its token, or fails the test. */
@@ -361,7 +381,6 @@ test('mysql idempotency store on MariaDB', { skip }, async (t) => {
         await tx.query('SELECT count(*) FROM orders') // the snapshot, under REPEATABLE READ
         t.equal(await store.renew(key, token, 5000), true, 'the plugin renews the lease meanwhile')
         t.equal(await store.completeIn(tx, key, token, order, 60_000), true, 'recorded all the same')
-        t.equal(await store.completeIn(tx, key, token, order, 60_000), false, 'once recorded the row is done: a second record is refused')
         await tx.commit()
       } finally {
         await tx.rollback()
@@ -370,6 +389,23 @@ test('mysql idempotency store on MariaDB', { skip }, async (t) => {
       t.same(await second.claim(key, 'fp', 5000), { state: 'done', response: order })
     })
   }
+
+  t.test('completeIn through a transaction on another database throws, and is not taken for a lost claim', async (t) => {
+    await pool.query('CREATE DATABASE other')
+    await pool.query(idempotencyTableSql('other.fastify_precondition_idempotency'))
+    const elsewhere = createPool({ ...server.connection, database: 'other', connectionLimit: 2 })
+    t.teardown(() => elsewhere.end())
+    const token = await claim(t, store, 'other-db')
+    const tx = await elsewhere.getConnection()
+    try {
+      await tx.beginTransaction()
+      await t.rejects(store.completeIn(tx, 'other-db', token, order, 60_000), { message: /tx is on database "other" of .*, and the idempotency store's table is on "test"/ })
+    } finally {
+      await tx.rollback()
+      tx.release()
+    }
+    t.equal((await second.claim('other-db', 'fp', 5000)).state, 'running', 'the claim is as it was')
+  })
 
   t.test('completeIn keeps maxAnswerBytes and the body\'s type', async (t) => {
     const small = mysqlIdempotencyStore({ pool, maxAnswerBytes: 7 }) // the order's body is 8 bytes

@@ -36,7 +36,7 @@ import { invalidOption, positiveInteger } from '../errors.js'
 
 import { claimToken } from '../idempotency/token.js'
 import type { ClaimResult, IdempotencyStore, StoredResponse, TransactionClient } from '../idempotency/store.js'
-import { executorOf } from '../sql/executor.js'
+import { executorOf, inTransaction } from '../sql/executor.js'
 import { hasMethod } from '../sql/shape.js'
 
 /**
@@ -153,6 +153,10 @@ WHERE \`key\` = ? AND expires_at <= UTC_TIMESTAMP(6)`,
 VALUES (?, ?, NULL, ${after}, ?, ?, ?, ?, ?)`,
     release: `DELETE FROM ${table} WHERE \`key\` = ? AND token = ?`,
     renew: `UPDATE ${table} SET expires_at = ${after} WHERE \`key\` = ? AND token = ?`,
+    // Whether the key's row is this claimer's, in a snapshot of now.
+    owner: `SELECT token = ? AS mine FROM ${table} WHERE \`key\` = ?`,
+    // Which server and database a session is on, to tell a transaction on another one.
+    where: 'SELECT DATABASE() AS db, @@hostname AS host, @@port AS port',
     expired: `SELECT \`key\` FROM ${table} WHERE expires_at < UTC_TIMESTAMP(6) ORDER BY expires_at LIMIT ?`,
     sweep: (count: number) => `DELETE FROM ${table} WHERE \`key\` IN (${Array(count).fill('?').join(', ')}) AND expires_at < UTC_TIMESTAMP(6)`
   }
@@ -290,13 +294,32 @@ export class MysqlIdempotencyStore implements IdempotencyStore {
    * COMMIT (and then replays) or the ROLLBACK (and then finds the claim as it was). Token-checked
    * only: an UPDATE reads the latest row whatever the transaction's isolation level and age.
    */
-  async completeIn (tx: TransactionClient, key: string, token: string, response: StoredResponse, ttlMs: number): Promise<boolean> {
+  async completeIn (tx: TransactionClient, key: string, token: string, response: StoredResponse, ttlMs: number): Promise<boolean | 'later'> {
     if (hasMethod(tx, 'promise') && hasMethod(tx, 'beginTransaction')) {
       // Its query would run the statement and hand back no result: refused before it runs.
       throw new TypeError('fastify-precondition: this is a connection of mysql2\'s callback API: pass connection.promise(), or take it from a pool of mysql2/promise')
     }
-    const executor = executorOf(tx, 'mysql')
-    return (await executor.query(this.sql.complete, [ttlMs, ...this.answer(response), key, token])).rowCount === 1
+    const through = executorOf(tx, 'mysql')
+    if ((await through.query(this.sql.complete, [ttlMs, ...this.answer(response), key, token])).rowCount === 1) return true
+    // No row changed: the key is another request's (the claim is lost), or it is still this
+    // request's and `tx` is on another database (an Error saying so) or met the row in the instant
+    // it was written again after a sweep ('later': the answer is stored once sent).
+    const [[row]] = await this.query(this.sql.owner, [token, key]) as [Array<{ mine: number }>]
+    if (row === undefined || Number(row.mine) !== 1) return false
+    const [{ rows: [theirs] }, [[ours]]] = await Promise.all([through.query(this.sql.where, []), this.query(this.sql.where, [])])
+    if (theirs.db !== ours.db || theirs.host !== ours.host || Number(theirs.port) !== Number(ours.port)) {
+      throw new Error(`fastify-precondition: request.idempotency.complete(tx, body): tx is on database ${JSON.stringify(theirs.db)} of ${String(theirs.host)}:${String(theirs.port)}, and the idempotency store's table is on ${JSON.stringify(ours.db)} of ${String(ours.host)}:${String(ours.port)}: record the answer in a transaction on the store's database, or return the answer and let the plugin store it`)
+    }
+    return 'later'
+  }
+
+  /**
+   * Opens a transaction on `db` (a mysql2 promise Pool, or a Kysely, Drizzle, Knex or TypeORM
+   * database on MySQL): `fn` gets the transaction as that layer hands it out; COMMIT, or ROLLBACK
+   * when `fn` throws. What `request.idempotency.transaction(db, fn)` runs in.
+   */
+  async transaction<T> (db: unknown, fn: (tx: any) => Promise<T>): Promise<T> {
+    return await inTransaction(db, 'mysql', fn)
   }
 
   async release (key: string, token: string): Promise<void> {
