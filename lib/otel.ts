@@ -85,7 +85,8 @@ export function preconditionMetrics (options: PreconditionMetricsOptions = {}): 
     description: 'Leases the lock store reported lost while their write held them',
     unit: '{lease}'
   })
-  // A series at 0 from the start: an alert on lost leases can tell "none lost" from "not wired".
+  // A series at 0 from the start: an alert on lost leases can tell that none was lost from a
+  // counter that was never set up.
   lost.add(0)
 
   const onPrecondition = outcomeCounter(preconditions)

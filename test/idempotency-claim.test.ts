@@ -453,3 +453,28 @@ test('an answer the store failed to take is stored when the store is back, the l
   t.equal(again.headers['idempotent-replayed'], 'true', 'stored once the store was back')
   t.equal(runs, 1)
 })
+
+test('a release the store failed to take is tried again until the lease ends: a retry after a short outage runs at once', async (t) => {
+  const memory = new MemoryIdempotencyStore({ lease: 400 })
+  let failing = 2
+  const store: IdempotencyStore = {
+    lease: 400,
+    claim: (...args) => memory.claim(...args),
+    complete: (...args) => memory.complete(...args),
+    release: (...args) => {
+      if (failing-- > 0) return Promise.reject(new Error('store restarting'))
+      memory.release(...args)
+    },
+    renew: (...args) => memory.renew(...args)
+  }
+  let runs = 0
+  const port = await start(t, { idempotencyStore: store }, (app) => {
+    app.post('/orders', { concurrency: { idempotency: true } }, async (_request, reply) => reply.code(++runs === 1 ? 503 : 201).send({ runs }))
+  })
+  t.equal((await post(port, '/orders', 'k')).status, 503)
+  await sleep(150) // two failures: 0 ms and 100 ms later, then released at 300 ms, before the 400 ms lease ends
+  await sleep(200)
+  t.equal(failing, -1, 'tried three times')
+  t.equal((await post(port, '/orders', 'k')).status, 201, 'released: the retry runs')
+  t.equal(runs, 2)
+})

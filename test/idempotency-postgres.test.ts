@@ -93,12 +93,49 @@ test('a claim whose row keeps changing between its two statements', async (t) =>
     const { pool, calls } = fakePool(async (text) => text.startsWith('INSERT') && ++inserts === 2 ? { rows: [], rowCount: 1 } : none)
     const store = pgIdempotencyStore({ pool })
     t.equal((await store.claim('k', 'fp', 1000)).state, 'claimed')
-    t.same(calls, ['INSERT', 'SELECT', 'INSERT'], 'the insert met a live row, which was gone when read: insert again')
+    t.same(calls, ['INSERT', 'SELECT', 'UPDATE', 'INSERT'], 'the insert met a row, which was neither live nor there to take over: insert again')
+  })
+  t.test('takes over a row whose lease or ttl ended', async (t) => {
+    const { pool, calls } = fakePool(async (text) => text.startsWith('UPDATE') ? { rows: [], rowCount: 1 } : none)
+    t.equal((await pgIdempotencyStore({ pool }).claim('k', 'fp', 1000)).state, 'claimed')
+    t.same(calls, ['INSERT', 'SELECT', 'UPDATE'], 'the insert met a row, the read found it expired, the update took it')
   })
   t.test('gives up after five tries, so the request is answered 503 rather than spin', async (t) => {
     const { pool, calls } = fakePool(async () => none)
     await t.rejects(pgIdempotencyStore({ pool }).claim('k', 'fp', 1000), /changed under 5 claims in a row/)
-    t.equal(calls.length, 10)
+    t.equal(calls.length, 15)
+  })
+})
+
+test('a claim whose connection broke is sent once more; a statement the database refused is not', async (t) => {
+  t.test('a socket that closed: sent again, and claimed', async (t) => {
+    let inserts = 0
+    const { pool, calls } = fakePool(async (text) => {
+      if (text.startsWith('INSERT') && ++inserts === 1) throw new Error('Connection terminated unexpectedly')
+      return { rows: [], rowCount: 1 }
+    })
+    t.equal((await pgIdempotencyStore({ pool }).claim('k', 'fp', 1000)).state, 'claimed')
+    t.same(calls, ['INSERT', 'INSERT'])
+  })
+  t.test('its first insert had committed before the connection broke: the row is this claim\'s own', async (t) => {
+    let inserts = 0
+    const { pool, calls } = fakePool(async (text) => {
+      if (text.startsWith('INSERT') && ++inserts === 1) throw Object.assign(new Error('server conn crashed?'), { code: '08P01' })
+      if (text.startsWith('SELECT')) return { rows: [{ same: true, done: false, mine: true, ms_left: 900 }], rowCount: 1 }
+      return none
+    })
+    t.equal((await pgIdempotencyStore({ pool }).claim('k', 'fp', 1000)).state, 'claimed')
+    t.same(calls, ['INSERT', 'INSERT', 'SELECT'])
+  })
+  t.test('the server shutting down (57P01) is a broken connection too; twice in a row fails', async (t) => {
+    const { pool, calls } = fakePool(async () => { throw Object.assign(new Error('terminating connection due to administrator command'), { code: '57P01' }) })
+    await t.rejects(pgIdempotencyStore({ pool }).claim('k', 'fp', 1000), /administrator command/)
+    t.same(calls, ['INSERT', 'INSERT'])
+  })
+  t.test('a refusal with a SQLSTATE of its own is not sent again', async (t) => {
+    const { pool, calls } = fakePool(async () => { throw Object.assign(new Error('relation does not exist'), { code: '42P01' }) })
+    await t.rejects(pgIdempotencyStore({ pool }).claim('k', 'fp', 1000), /does not exist/)
+    t.same(calls, ['INSERT'])
   })
 })
 

@@ -153,6 +153,7 @@ export class Claim implements RequestIdempotency, ClaimSlot, Renewable {
   /** CLAIMING → RUNNING: the store handed the key to this request. False when its client left meanwhile. */
   claimed (token: string, renewals: Renewals): boolean {
     this.token = token
+    this.home = renewals
     const raw = this.reply.raw
     if (clientGone(raw)) {
       // Nothing will answer it, and nothing ran: let the key go.
@@ -164,7 +165,6 @@ export class Claim implements RequestIdempotency, ClaimSlot, Renewable {
     publishIdempotency(this.request, this.route, 'claimed')
     // A closure, not a property on the response: Node's own objects keep their shape.
     raw.on('close', () => { this.onClose() })
-    this.home = renewals
     renewals.add(this)
     return true
   }
@@ -344,16 +344,31 @@ export class Claim implements RequestIdempotency, ClaimSlot, Renewable {
     timer.unref()
   }
 
-  /** → OVER: frees the key (the answer is a 5xx or a 429, or nothing ran), then calls `after`. */
-  release (after: () => void = ignore): void {
-    this.over()
-    publishIdempotency(this.request, this.route, 'released')
+  /**
+   * → OVER: frees the key (the answer is a 5xx or a 429, or nothing ran), then calls `after`. A
+   * store that failed is tried again with backoff until the lease ends, so a retry after a short
+   * outage (a database restart) runs at once instead of waiting out the lease.
+   */
+  release (after: () => void = ignore, tries = 0): void {
+    if (tries === 0) {
+      this.over()
+      publishIdempotency(this.request, this.route, 'released')
+    }
     let proceed = after
     const pending = !call(() => this.store.release(this.storeKey, this.token), (error) => {
-      this.request.log.warn({ err: error, key: this.key }, 'fastify-precondition: releasing an Idempotency-Key failed; it frees at the end of its lease')
+      if (tries === 0) this.request.log.warn({ err: error, key: this.key }, 'fastify-precondition: releasing an Idempotency-Key failed; trying again until its lease ends')
       proceed()
+      this.releaseLater(tries + 1)
     }, () => proceed())
     if (pending && after !== ignore) proceed = onceWithin(after)
+  }
+
+  private releaseLater (tries: number): void {
+    const home = this.home as Renewals
+    if (tries === 1) this.until = Date.now() + this.store.lease
+    if (home.closed || Date.now() >= this.until) return
+    const timer = setTimeout(() => this.release(ignore, tries), Math.min(STORE_RETRY_FIRST * 2 ** (tries - 1), home.interval))
+    timer.unref()
   }
 
   private over (): void {

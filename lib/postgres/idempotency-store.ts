@@ -115,13 +115,18 @@ const after = (param: string): string => `clock_timestamp() + ${param}::float8 *
 
 function statements (table: string) {
   return {
-    // Inserts the key, or takes over its row if that row has expired; no row changed: it is live.
-    claim: `INSERT INTO ${table} AS r (key, fingerprint, token, expires_at) VALUES ($1, $2, $3, ${after('$4')})
-ON CONFLICT (key) DO UPDATE SET fingerprint = excluded.fingerprint, token = excluded.token, expires_at = ${after('$4')},
+    // Inserts the key; a row already there is left alone. DO NOTHING, not DO UPDATE … WHERE
+    // expired: an ON CONFLICT DO UPDATE locks the row it meets even when its WHERE is false, which
+    // cost every replay and every 409 a transaction ID and a WAL record (a flush, with
+    // synchronous_commit on). DO NOTHING meets the row in the unique index and writes nothing.
+    claim: `INSERT INTO ${table} (key, fingerprint, token, expires_at) VALUES ($1, $2, $3, ${after('$4')})
+ON CONFLICT (key) DO NOTHING`,
+    // Takes over a row whose lease or ttl ended: only a row that is still expired when locked.
+    takeOver: `UPDATE ${table} SET fingerprint = $2, token = $3, expires_at = ${after('$4')},
   status = NULL, headers = NULL, body = NULL, body_is_text = NULL, replayable = NULL
-WHERE r.expires_at <= clock_timestamp()`,
+WHERE key = $1 AND expires_at <= clock_timestamp()`,
     // The live row that kept the claim out; its answer only for the same fingerprint.
-    read: `SELECT fingerprint = $2 AS same, token IS NULL AS done,
+    read: `SELECT fingerprint = $2 AS same, token IS NULL AS done, token IS NOT DISTINCT FROM $3 AS mine,
   (extract(epoch FROM expires_at - clock_timestamp()) * 1000)::float8 AS ms_left,
   status, headers, CASE WHEN fingerprint = $2 THEN body END AS body, body_is_text, replayable
 FROM ${table} WHERE key = $1 AND expires_at > clock_timestamp()`,
@@ -161,6 +166,7 @@ WHERE r.token = $2`,
 interface ReadRow {
   same: boolean
   done: boolean
+  mine: boolean
   ms_left: number
   status: number
   headers: unknown
@@ -239,17 +245,38 @@ export class PgIdempotencyStore implements IdempotencyStore {
     }
     const token = claimToken()
     for (let attempt = 0; attempt < CLAIM_ATTEMPTS; attempt++) {
-      const inserted = await this.query(this.sql.claim, [key, fingerprint, token, leaseMs])
+      const inserted = await this.again(() => this.query(this.sql.claim, [key, fingerprint, token, leaseMs]))
       if (inserted.rowCount === 1) return { state: 'claimed', token }
       // The row was live when the insert met it; read it in a new snapshot (one that sees it even
       // when it was committed after the insert began).
-      const { rows: [row] } = await this.query(this.sql.read, [key, fingerprint]) as { rows: ReadRow[] }
-      if (row === undefined) continue // released, swept or expired meanwhile: claim again
+      const { rows: [row] } = await this.again(() => this.query(this.sql.read, [key, fingerprint, token])) as { rows: ReadRow[] }
+      if (row === undefined) {
+        // Expired (or gone meanwhile): take it over, or insert again if it is gone.
+        if ((await this.again(() => this.query(this.sql.takeOver, [key, fingerprint, token, leaseMs]))).rowCount === 1) return { state: 'claimed', token }
+        continue
+      }
+      // This claim's own insert, committed before its connection broke and tried again.
+      if (row.mine) return { state: 'claimed', token }
       if (!row.same) return { state: 'mismatch' }
       if (!row.done) return { state: 'running', retryAfter: Math.max(0, Math.ceil(row.ms_left)) }
       return { state: 'done', response: decode(row) }
     }
     throw new Error(`pgIdempotencyStore: the row of key ${JSON.stringify(key)} changed under ${CLAIM_ATTEMPTS} claims in a row`)
+  }
+
+  /**
+   * Runs `statement`, once more when its connection broke (a pooled connection whose backend was
+   * terminated, or whose server restarted, fails once before the pool drops it): a claim then
+   * reaches the database on a fresh connection instead of failing the request with a 503. Each
+   * statement it is used for is safe to run twice (the claim by its token, the read).
+   */
+  private async again<T> (statement: () => Promise<T>): Promise<T> {
+    try {
+      return await statement()
+    } catch (error) {
+      if (!brokenConnection(error)) throw error
+      return await statement()
+    }
   }
 
   private completeValues (key: string, token: string, response: StoredResponse, ttlMs: number): unknown[] {
@@ -357,6 +384,16 @@ function storedHeaders (headers: unknown): Record<string, string> {
     throw new Error(`pgIdempotencyStore: the stored headers are not an object of strings (got ${JSON.stringify(headers).slice(0, 100)}); was the row written by a driver that encoded them twice?`)
   }
   return headers as Record<string, string>
+}
+
+/**
+ * Whether `error` is a connection that broke rather than a statement the database refused: no
+ * SQLSTATE at all (the socket closed), a connection exception (class 08, also PgBouncer's
+ * "server conn crashed?"), or the server shutting down (57P01–57P03).
+ */
+function brokenConnection (error: unknown): boolean {
+  const code = (error as { code?: unknown } | null)?.code
+  return typeof code !== 'string' || !/^[0-9A-Z]{5}$/.test(code) || code.startsWith('08') || /^57P0[123]$/.test(code)
 }
 
 function decode (row: ReadRow): StoredResponse {

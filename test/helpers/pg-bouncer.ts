@@ -64,6 +64,9 @@ unix_socket_dir =
 auth_type = trust
 auth_file = ${join(dir, 'userlist.txt')}
 pool_mode = transaction
+# After a restart, try the server again within a second (the default waits 15 s, answering every
+# client with an error meanwhile): see docs/postgresql.md, "PgBouncer".
+server_login_retry = 1
 default_pool_size = ${poolSize}
 max_client_conn = 200
 logfile = ${logfile}
