@@ -6,6 +6,7 @@ import fastifyPrecondition, {
   LockTimeoutError, LockUnavailableError, ProblemCode, ProblemDetailsSchema, strongEtag, type ProblemDetails
 } from 'fastify-precondition'
 import { redisLockStore, type RedisLockStoreOptions } from 'fastify-precondition/redis'
+import { idempotencyTableSql, mysqlIdempotencyStore } from 'fastify-precondition/mysql'
 import {
   conditionalUpdate, idempotentWrite, OutcomeUnknownError, PreconditionFailedError, type ConditionalUpdateResult, type WriteResult
 } from 'fastify-precondition/client'
@@ -61,3 +62,8 @@ export async function order (): Promise<WriteResult<{ id: number }>> {
 }
 // @ts-expect-error idempotencyKey is a string, or false for none
 idempotentWrite('http://127.0.0.1/orders', {}, { idempotencyKey: true })
+
+export const mysqlStore = mysqlIdempotencyStore({ pool: { query: async () => [[], []] }, lease: 5000 })
+export const mysqlDdl: string = idempotencyTableSql('app.idem')
+// @ts-expect-error the pool must have mysql2's query
+mysqlIdempotencyStore({ pool: {} })
