@@ -11,7 +11,7 @@ import pg from 'pg'
 import t from 'tap'
 import { idempotencyTableSql } from '../lib/postgres.js'
 import { LAYERS, type LayerName } from './helpers/pg-layers.js'
-import { send, type HttpResponse } from './helpers/http.js'
+import { Instance, type Order } from './helpers/forked-orders.js'
 import { postgresMissing, startPostgres } from './helpers/postgres-server.js'
 
 const skip = postgresMissing()
@@ -20,47 +20,6 @@ if (skip !== false) console.log(`# ${skip}`)
 t.setTimeout(600_000)
 
 const script = fileURLToPath(new URL('./helpers/pg-orders-app.ts', import.meta.url))
-
-interface Order { id: number, item: string }
-interface Message { port?: number, stalled?: string, order?: Order }
-
-class Instance {
-  readonly messages: Message[] = []
-  port = 0
-  private readonly waiters = new Set<() => void>()
-
-  constructor (readonly child: ChildProcess) {
-    const wake = (): void => { for (const waiter of this.waiters) waiter() }
-    child.on('message', (message: Message) => {
-      this.messages.push(message)
-      wake()
-    })
-    child.on('exit', wake)
-  }
-
-  message (match: (message: Message) => boolean, what: string, ms = 10_000): Promise<Message> {
-    return new Promise((resolve, reject) => {
-      const check = (): void => {
-        const found = this.messages.find(match)
-        if (found !== undefined) finish(null, found)
-        else if (this.child.exitCode !== null || this.child.signalCode !== null) finish(new Error(`the instance exited before ${what}`))
-      }
-      const timer = setTimeout(() => finish(new Error(`no ${what} within ${ms} ms`)), ms)
-      const finish = (error: Error | null, found?: Message): void => {
-        clearTimeout(timer)
-        this.waiters.delete(check)
-        if (error === null) resolve(found as Message)
-        else reject(error)
-      }
-      this.waiters.add(check)
-      check()
-    })
-  }
-
-  post (key: string, item: string, headers: Record<string, string> = {}): Promise<HttpResponse> {
-    return send(this.port, { method: 'POST', path: '/orders', headers: { 'idempotency-key': `"${key}"`, ...headers }, body: { item } })
-  }
-}
 
 function ignore (): void {}
 
