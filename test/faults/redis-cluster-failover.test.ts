@@ -16,7 +16,7 @@ if (skip !== false) console.log(`# ${skip}`)
 
 const settle = <T>(promise: Promise<T>) => promise.then((value) => ({ value, error: null }), (error: Error) => ({ value: null, error }))
 
-test('Redis Cluster failover', { skip, timeout: 150_000 }, async (t) => {
+test('Redis Cluster failover', { skip, timeout: 280_000 }, async (t) => {
   const topology = new ClusterTopology()
   t.teardown(() => topology.stop())
   await topology.start()
@@ -58,7 +58,7 @@ test('Redis Cluster failover', { skip, timeout: 150_000 }, async (t) => {
   await t.test('three processes under load, a primary SIGKILLed, replicas: 1: no key runs twice', async (t) => {
     const apps = await startApps(t, 3, { CLUSTER: JSON.stringify(topology.startupNodes), REPLICAS: '1', LEASE: '2000', FINGERPRINTS: '1' })
     const keys = Array.from({ length: 150 }, (_, i) => `order-${i}`)
-    const load = sendOrders(apps, keys, 12, Date.now() + 60_000)
+    const load = sendOrders(apps, keys, 12, Date.now() + 100_000)
     await sleep(1200)
     const port = topology.primaryOf('fastify-precondition:idem:order-0')
     await topology.kill(port)
@@ -71,7 +71,7 @@ test('Redis Cluster failover', { skip, timeout: 150_000 }, async (t) => {
     const runs = apps.runs()
     t.same([...runs].filter(([, n]) => n > 1), [], `no key ran twice (statuses: ${JSON.stringify([...outcome.statuses])})`)
     t.equal(runs.size, keys.length, 'every key ran')
-    const again = await sendOrders(apps, keys, 12, Date.now() + 30_000)
+    const again = await sendOrders(apps, keys, 12, Date.now() + 45_000)
     t.same(again.unanswered, [])
     t.same(keys.filter((key) => again.answers.get(key) !== outcome.answers.get(key)), [], 'a resend of every key is the first answer, replayed')
     t.same([...apps.runs()].filter(([, n]) => n > 1), [], 'and runs nothing')
