@@ -202,6 +202,18 @@ test('every data layer on MySQL passes its transaction as it is to complete', { 
       t.equal(replayed.headers['idempotent-replayed'], 'true', 'and is replayed from the answer recorded in that transaction')
       t.same(replayed.json(), ran.json())
       t.equal(await applied(opened), 1)
+
+      // The transactional claim: the key's row inserted first in the layer's transaction.
+      const claimed = `${layer.name.split(' ')[0]}-claim`
+      const post3 = (item = 'cake') =>
+        app.inject({ method: 'POST', url: '/orders-claimed', headers: { 'idempotency-key': `"${claimed}"` }, payload: { item } })
+      const all = await Promise.all(Array.from({ length: 6 }, () => post3()))
+      t.same(all.map((res) => res.statusCode), Array(6).fill(201), 'claim \'transaction\': six at once, all 201, no 409')
+      t.equal(all.filter((res) => res.headers['idempotent-replayed'] === undefined).length, 1, 'one original answer, the others its replay')
+      t.equal(new Set(all.map((res) => res.body)).size, 1)
+      t.equal(await applied(claimed), 1, 'one order')
+      t.equal((await post3('pie')).statusCode, 422, 'another body under the key')
+      t.equal(await applied(claimed), 1)
     })
   }
 })
@@ -228,6 +240,14 @@ async function ordersApp (t: Test, store: ReturnType<typeof mysqlIdempotencyStor
     return await idempotency.transaction(await db(), async (tx) => {
       const order = await insert(tx, (request.body as { item: string }).item, idempotency.key)
       if (request.headers['x-test-fail-after-insert'] !== undefined) throw new Error('the handler failed in its transaction (test fault)')
+      reply.code(201)
+      return order
+    })
+  })
+  app.post('/orders-claimed', { concurrency: { idempotency: { required: true, claim: 'transaction' } } }, async (request, reply) => {
+    const idempotency = request.idempotency!
+    return await idempotency.transaction(await db(), async (tx) => {
+      const order = await insert(tx, (request.body as { item: string }).item, idempotency.key)
       reply.code(201)
       return order
     })

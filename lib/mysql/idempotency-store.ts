@@ -180,7 +180,16 @@ function affected (result: [{ affectedRows: number }]): number {
 }
 
 function isDuplicate (error: unknown): boolean {
-  return (error as { errno?: number } | null)?.errno === DUPLICATE
+  const found = error as { errno?: number, cause?: { errno?: number } } | null
+  // Drizzle wraps the driver's error in one of its own, the driver's as `cause`.
+  return found?.errno === DUPLICATE || found?.cause?.errno === DUPLICATE
+}
+
+/** What a live row that is not this claim's says. */
+function found (row: ReadRow): Exclude<ClaimResult, { state: 'claimed' }> {
+  if (Number(row.same) !== 1) return { state: 'mismatch' }
+  if (Number(row.done) !== 1) return { state: 'running', retryAfter: Math.max(0, Math.ceil(Number(row.us_left) / 1000)) }
+  return { state: 'done', response: decode(row) }
 }
 
 /** Runs an INSERT: true when it inserted, false when the key already had a row. */
@@ -263,9 +272,35 @@ export class MysqlIdempotencyStore implements IdempotencyStore {
         if (affected(await this.query(this.sql.takeOver, [fingerprint, token, leaseMs, key])) === 1) return { state: 'claimed', token }
         continue // another claim took it over first: read its row
       }
-      if (Number(row.same) !== 1) return { state: 'mismatch' }
-      if (Number(row.done) !== 1) return { state: 'running', retryAfter: Math.max(0, Math.ceil(Number(row.us_left) / 1000)) }
-      return { state: 'done', response: decode(row) }
+      return found(row)
+    }
+    throw new Error(`mysqlIdempotencyStore: the row of key ${JSON.stringify(key)} changed under ${CLAIM_ATTEMPTS} claims in a row`)
+  }
+
+  /** The transactional claim's read before the handler: the live record, if any; writes nothing. */
+  async read (key: string, fingerprint: string): Promise<Exclude<ClaimResult, { state: 'claimed' }> | null> {
+    const [[row]] = await this.query(this.sql.read, [fingerprint, fingerprint, key]) as [ReadRow[]]
+    return row === undefined || Number(row.expired) === 1 ? null : found(row)
+  }
+
+  /**
+   * The transactional claim: the key's row inserted first through `tx`. A duplicate's INSERT waits
+   * for this transaction's lock on the key, then its locking read (the latest committed row, not a
+   * snapshot) finds the answer, or its insert goes on after a ROLLBACK. An expired row is taken over.
+   */
+  async claimIn (tx: unknown, key: string, fingerprint: string, leaseMs: number): Promise<ClaimResult> {
+    const through = executorOf(tx, 'mysql')
+    const token = claimToken()
+    for (let attempt = 0; attempt < CLAIM_ATTEMPTS; attempt++) {
+      try {
+        if ((await through.query(this.sql.claim, [key, fingerprint, token, leaseMs])).rowCount === 1) return { state: 'claimed', token }
+      } catch (error) {
+        if (!isDuplicate(error)) throw error
+      }
+      const { rows: [row] } = await through.query(`${this.sql.read} LOCK IN SHARE MODE`, [fingerprint, fingerprint, key]) as { rows: ReadRow[] }
+      if (row === undefined) continue
+      if (Number(row.expired) !== 1) return found(row)
+      if ((await through.query(this.sql.takeOver, [fingerprint, token, leaseMs, key])).rowCount === 1) return { state: 'claimed', token }
     }
     throw new Error(`mysqlIdempotencyStore: the row of key ${JSON.stringify(key)} changed under ${CLAIM_ATTEMPTS} claims in a row`)
   }
