@@ -332,7 +332,7 @@ export class Claim implements RequestIdempotency, ClaimSlot, Renewable {
       this.stopRenewal()
       return
     }
-    if (this.renewals === null) home.add(this)
+    home.add(this)
     const timer = setTimeout(() => this.store1(response, tries, ignore), Math.min(STORE_RETRY_FIRST * 2 ** (tries - 1), home.interval))
     timer.unref()
   }

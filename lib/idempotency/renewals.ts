@@ -39,7 +39,9 @@ export class Renewals {
     return this.timer !== null
   }
 
+  /** Puts a claim in, unless it is in already. */
   add (claim: Renewable): void {
+    if (claim.renewals === this) return
     claim.renewals = this
     claim.nextRenewal = this.head
     if (this.head !== null) this.head.previousRenewal = claim
