@@ -19,6 +19,8 @@
 //   key frees at its end unless the answer comes first.
 // - The answer of SENDING is on its way: Fastify sends what the handler returned or threw right
 //   after the handler's promise settles, also for a client that left.
+// - The transactional claim (`transactional`) reads in CLAIMING and goes to RUNNING holding nothing:
+//   `transaction(db, fn)` claims in the handler's transaction (REFUSED when a duplicate won).
 import type { FastifyReply, FastifyRequest, RouteOptions } from 'fastify'
 import type { Readable } from 'node:stream'
 import { publishIdempotency } from '../observe.js'
