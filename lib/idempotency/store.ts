@@ -111,3 +111,21 @@ export interface IdempotencyStore {
   /** Called when the Fastify instance closes: clear timers. */
   close? (): void | Promise<void>
 }
+
+/** The options the SQL stores (PostgreSQL, MySQL) share, besides their pool and table. */
+export interface SqlIdempotencyStoreOptions {
+  /** The lease of a claim in ms, renewed every third of it while the request runs. Default 10000. */
+  lease?: number
+  /** The largest answer body kept, in bytes; a larger one is recorded as not replayable. Default 1 MiB. */
+  maxAnswerBytes?: number
+  /**
+   * Create the table (and its index) if it does not exist, before the first statement. Default
+   * false: the table is made by your migrations, from `idempotencyTableSql(table)`.
+   */
+  createTable?: boolean
+  /**
+   * Delete expired rows (at most 100) after every `sweepEvery` claims of this store, in the
+   * background. 0: never (run `sweep()` or your own DELETE from a scheduled job). Default 100.
+   */
+  sweepEvery?: number
+}

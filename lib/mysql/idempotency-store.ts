@@ -35,7 +35,7 @@
 import { invalidOption, positiveInteger } from '../errors.js'
 
 import { claimToken } from '../idempotency/token.js'
-import type { ClaimResult, IdempotencyStore, StoredResponse, TransactionClient } from '../idempotency/store.js'
+import type { ClaimResult, IdempotencyStore, SqlIdempotencyStoreOptions, StoredResponse, TransactionClient } from '../idempotency/store.js'
 import { executorOf, inTransaction } from '../sql/executor.js'
 import { hasMethod } from '../sql/shape.js'
 
@@ -47,7 +47,7 @@ export interface MysqlIdempotencyPool {
   query (sql: string, values?: any): Promise<any>
 }
 
-export interface MysqlIdempotencyStoreOptions {
+export interface MysqlIdempotencyStoreOptions extends SqlIdempotencyStoreOptions {
   /** A mysql2 promise `Pool` (`createPool` from 'mysql2/promise'). The store never ends it: it is yours. */
   pool: MysqlIdempotencyPool
   /**
@@ -56,20 +56,6 @@ export interface MysqlIdempotencyStoreOptions {
    * `'fastify_precondition_idempotency'`.
    */
   table?: string
-  /** The lease of a claim in ms, renewed every third of it while the request runs. Default 10000. */
-  lease?: number
-  /** The largest answer body kept, in bytes; a larger one is recorded as not replayable. Default 1 MiB. */
-  maxAnswerBytes?: number
-  /**
-   * Create the table (and its index) if it does not exist, before the first statement. Default
-   * false: the table is made by your migrations, from `idempotencyTableSql(table)`.
-   */
-  createTable?: boolean
-  /**
-   * Delete expired rows (at most 100) after every `sweepEvery` claims of this store, in the
-   * background. 0: never (run `sweep()` or your own DELETE from a scheduled job). Default 100.
-   */
-  sweepEvery?: number
 }
 
 export const DEFAULT_TABLE = 'fastify_precondition_idempotency'

@@ -11,7 +11,7 @@
 import { invalidOption, positiveInteger } from '../errors.js'
 
 import { claimToken } from '../idempotency/token.js'
-import type { ClaimResult, IdempotencyStore, StoredResponse, TransactionClient } from '../idempotency/store.js'
+import type { ClaimResult, IdempotencyStore, SqlIdempotencyStoreOptions, StoredResponse, TransactionClient } from '../idempotency/store.js'
 import { executorOf, inTransaction, type SqlExecutor, type SqlResult } from '../sql/executor.js'
 import { pgExecutor } from '../sql/layers/node-postgres.js'
 import { isPostgresJs, postgresJsExecutor } from '../sql/layers/postgres-js.js'
@@ -28,7 +28,7 @@ export type PgIdempotencyPool =
   | { query (text: string, values?: unknown[]): Promise<{ rows: any[], rowCount: number | null }> }
   | { unsafe (query: string, parameters?: any[], queryOptions?: any): PromiseLike<unknown>, begin: unknown }
 
-export interface PgIdempotencyStoreOptions {
+export interface PgIdempotencyStoreOptions extends SqlIdempotencyStoreOptions {
   /**
    * A node-postgres `Pool` (`new pg.Pool(...)`) or a postgres.js `sql` (`postgres(...)`, without
    * a `transform` of what it reads). The store never ends it: it is yours.
@@ -40,20 +40,6 @@ export interface PgIdempotencyStoreOptions {
    * Default `'fastify_precondition_idempotency'`.
    */
   table?: string
-  /** The lease of a claim in ms, renewed every third of it while the request runs. Default 10000. */
-  lease?: number
-  /** The largest answer body kept, in bytes; a larger one is recorded as not replayable. Default 1 MiB. */
-  maxAnswerBytes?: number
-  /**
-   * Create the table (and its index) if it does not exist, before the first statement. Default
-   * false: the table is made by your migrations, from `idempotencyTableSql(table)`.
-   */
-  createTable?: boolean
-  /**
-   * Delete expired rows (at most 100) after every `sweepEvery` claims of this store, in the
-   * background. 0: never (run `sweep()` or your own DELETE from a scheduled job). Default 100.
-   */
-  sweepEvery?: number
 }
 
 export const DEFAULT_TABLE = 'fastify_precondition_idempotency'
