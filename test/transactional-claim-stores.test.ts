@@ -107,3 +107,26 @@ test('RenewalConnection: a connection that could not be opened is closed without
   t.equal(await pending, 'failed')
   t.same(await failed.query('UPDATE', []), { rows: [], rowCount: 0 }, 'closed: through the pool')
 })
+
+test('PostgreSQL completeIn that changed no row: where the transaction is, against where the store is (read once, again after a failure)', async (t) => {
+  let reads = 0
+  const where = { db: 'app', port: 5432, started: 'then' }
+  const pool = {
+    query: async (text: string) => {
+      if (text.includes('current_database()') && ++reads === 1) throw new Error('ECONNREFUSED')
+      if (text.includes('current_database()')) return { rows: [where], rowCount: 1 }
+      return { rows: [], rowCount: 0 }
+    }
+  }
+  const store = pgIdempotencyStore({ pool, sweepEvery: 0 })
+  await store.claim('k', 'fp', 1000).catch(() => {}) // reads where the store is beside it: the first read fails
+  const answer = { status: 201, headers: {}, body: '{}' }
+  const tx = (isolation: string, db = 'app') => scripted(async (text) => text.includes('current_database()')
+    ? { rowCount: 1, rows: [{ ...where, db, isolation }] }
+    : none).tx
+  t.equal(await store.completeIn(tx('read committed'), 'k', 'token', answer, 1000), false, 'READ COMMITTED: not this claim\'s')
+  t.equal(reads, 2, 'read again after the failure')
+  t.equal(await store.completeIn(tx('repeatable read'), 'k', 'token', answer, 1000), 'later')
+  await t.rejects(store.completeIn(tx('read committed', 'other'), 'k', 'token', answer, 1000), /tx is on database "other"/)
+  t.equal(reads, 2, 'and kept')
+})

@@ -10,6 +10,7 @@
 // a claim takes it over, and the store deletes such rows a bounded batch at a time (`sweep`).
 import { invalidOption, positiveInteger } from '../errors.js'
 
+import { ignore } from '../shared.js'
 import { claimToken } from '../idempotency/token.js'
 import type { ClaimResult, IdempotencyStore, SqlIdempotencyStoreOptions, StoredResponse, TransactionClient } from '../idempotency/store.js'
 import { executorOf, inTransaction, type SqlExecutor, type SqlResult } from '../sql/executor.js'
@@ -96,6 +97,9 @@ CREATE INDEX IF NOT EXISTS ${names.index} ON ${names.table} (expires_at);
 `
 }
 
+/** Which database a session is on, and at which isolation. */
+interface Where { db: string, port: number, started: string, isolation: string }
+
 interface ReadRow {
   same: boolean
   done: boolean
@@ -173,6 +177,8 @@ export class PgIdempotencyStore implements IdempotencyStore {
 
   async claim (key: string, fingerprint: string, leaseMs: number): Promise<ClaimResult> {
     this.counted()
+    // Where the store is, for a `complete` on another database, read now, before any transaction.
+    this.whereStoreIs().catch(ignore)
     const token = claimToken()
     for (let attempt = 0; attempt < CLAIM_ATTEMPTS; attempt++) {
       const inserted = await this.again(() => this.query(this.sql.claim, [key, fingerprint, token, leaseMs]))
@@ -271,17 +277,26 @@ export class PgIdempotencyStore implements IdempotencyStore {
   async completeIn (tx: TransactionClient, key: string, token: string, response: StoredResponse, ttlMs: number): Promise<boolean | 'later'> {
     const through = executorOf(tx, 'postgres')
     if ((await through.query(this.sql.completeIn, this.completeValues(key, token, response, ttlMs))).rowCount === 1) return true
-    const { rows: [row] } = await this.query(this.sql.owner, [key, token]) as { rows: Array<{ mine: boolean }> }
-    if (row === undefined || !row.mine) return false
-    const [theirs, ours] = await Promise.all([
-      through.query(this.sql.where, []),
-      this.query(this.sql.where, [])
-    ])
-    const [a, b] = [theirs.rows[0], ours.rows[0]]
-    if (a.db !== b.db || a.port !== b.port || String(a.started) !== String(b.started)) {
-      throw new Error(`fastify-precondition: request.idempotency.complete(tx, body): tx is on database ${JSON.stringify(a.db)}, and the idempotency store's table is on ${JSON.stringify(b.db)}: record the answer in a transaction on the store's database, or return the answer and let the plugin store it`)
+    // Nothing more through the pool while `tx` is open: a pool (or a PgBouncer) whose connections
+    // are all held by transactions waiting for one more would never answer. Where `tx` is comes
+    // through `tx`; where the store is was read once, by a claim, before any transaction.
+    const { rows: [here] } = await through.query(this.sql.where, [])
+    const store = await this.whereStoreIs()
+    if (here.db !== store.db || here.port !== store.port || here.started !== store.started) {
+      throw new Error(`fastify-precondition: request.idempotency.complete(tx, body): tx is on database ${JSON.stringify(here.db)}, and the idempotency store's table is on ${JSON.stringify(store.db)}: record the answer in a transaction on the store's database, or return the answer and let the plugin store it`)
     }
-    return 'later'
+    // Under READ COMMITTED the UPDATE saw the latest row: not this claim's. Under REPEATABLE READ
+    // or SERIALIZABLE it was not tried: the answer is stored once sent, checked by token then.
+    return here.isolation === 'read committed' ? false : 'later'
+  }
+
+  private located: Promise<Where> | null = null
+
+  /** Which database the store's pool is on, read once (again after a failure). */
+  private whereStoreIs (): Promise<Where> {
+    this.located ??= this.query(this.sql.where, []).then(({ rows: [row] }) => row as Where)
+    this.located.catch(() => { this.located = null })
+    return this.located
   }
 
   /**

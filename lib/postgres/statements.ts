@@ -41,10 +41,9 @@ VALUES ($1, $9, NULL, ${after('$3')}, $4, $5::text::json, $6, $7, $8)
 ON CONFLICT (key) DO UPDATE SET token = NULL, expires_at = excluded.expires_at, status = excluded.status,
   headers = excluded.headers, body = excluded.body, body_is_text = excluded.body_is_text, replayable = excluded.replayable
 WHERE r.token = $2`,
-    // Whether the key's row is this claimer's, in a snapshot of now.
-    owner: `SELECT token = $2 AS mine FROM ${table} WHERE key = $1`,
     // Which database a session is on, to tell a transaction on another one.
-    where: 'SELECT current_database() AS db, inet_server_port() AS port, pg_postmaster_start_time() AS started',
+    where: `SELECT current_database() AS db, inet_server_port() AS port, pg_postmaster_start_time()::text AS started,
+  current_setting('transaction_isolation') AS isolation`,
     release: `DELETE FROM ${table} WHERE key = $1 AND token = $2`,
     renew: `UPDATE ${table} SET expires_at = ${after('$3')} WHERE key = $1 AND token = $2`,
     // At most $1 expired rows, oldest first through the index; rows another statement holds are
